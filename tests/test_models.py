@@ -1,0 +1,233 @@
+"""The model registry and every registered network: shapes, gradients, parameter counts."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from zoo.errors import ZooError
+from zoo.models import create_model, list_models, register_model, registry
+from zoo.models.registry import UnknownModelError
+from zoo.models.vgg import vgg11, vgg16
+
+VGGS = ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
+
+# Every registered model's documented inputs: name pattern -> [(builder kwargs, (C, H, W))].
+INPUTS: dict[str, list[tuple[dict[str, Any], tuple[int, int, int]]]] = {
+    "mlp": [({}, (1, 28, 28))],
+    "convnet": [({}, (1, 28, 28))],
+    "lenet5": [({"image_size": 28}, (1, 28, 28)), ({}, (1, 32, 32))],
+    "vgg*": [({"num_classes": 10, "head": "cifar"}, (3, 32, 32))],
+}
+BATCH = 2
+
+
+def _cases(name: str) -> list[tuple[dict[str, Any], tuple[int, int, int]]]:
+    cases = [case for pattern, cs in INPUTS.items() if fnmatch.fnmatch(name, pattern) for case in cs]
+    if not cases:
+        pytest.fail(f"no documented input size for model '{name}': add it to INPUTS")
+    return cases
+
+
+def _num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _on_meta(build: Any, **kwargs: Any) -> nn.Module:
+    """Build a model without allocating or initialising its weights (for counting parameters)."""
+    with torch.device("meta"):
+        return build(**kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+# --- registry --------------------------------------------------------------------------------------
+
+
+def test_list_models() -> None:
+    assert list_models() == sorted(["convnet", "lenet5", "mlp", *VGGS])
+    assert list_models("vgg*") == VGGS
+    assert list_models("*_bn") == [name for name in VGGS if name.endswith("_bn")]
+    assert list_models("resnet*") == []
+
+
+def test_duplicate_registration_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))  # restored after the test
+
+    def vgg16(**kwargs: Any) -> nn.Module:
+        return nn.Identity()
+
+    with pytest.raises(ValueError, match="model 'vgg16' is already registered"):
+        register_model(vgg16)
+
+    def throwaway_net(**kwargs: Any) -> nn.Module:
+        return nn.Identity()
+
+    assert register_model(throwaway_net) is throwaway_net
+    assert "throwaway_net" in list_models()
+    with pytest.raises(ValueError, match="already registered"):
+        register_model(throwaway_net)
+
+
+def test_registry_left_clean() -> None:
+    assert "throwaway_net" not in list_models()
+
+
+def test_unknown_model_names_close_matches() -> None:
+    with pytest.raises(UnknownModelError) as info:
+        create_model("lenet")
+    assert str(info.value) == "unknown model 'lenet' (did you mean: lenet5?); see zoo.models.list_models()"
+    assert isinstance(info.value, ValueError) and isinstance(info.value, ZooError)
+    with pytest.raises(UnknownModelError, match=r"did you mean: vgg16_bn"):
+        create_model("vgg16bn")
+    with pytest.raises(UnknownModelError) as info:
+        create_model("transformer")
+    assert str(info.value) == "unknown model 'transformer'; see zoo.models.list_models()"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_weights_raise_clear_error(name: str) -> None:
+    message = f"model '{name}' has no pretrained weights named 'imagenet' (available: none)"
+    with pytest.raises(ValueError) as info:
+        create_model(name, weights="imagenet")
+    assert str(info.value) == message
+
+
+def test_builders_reject_weights_when_called_directly() -> None:
+    with pytest.raises(ValueError, match="model 'vgg16' has no pretrained weights named 'x'"):
+        vgg16(weights="x")
+
+
+def test_create_model_keeps_builder_defaults() -> None:
+    assert create_model("lenet5")(torch.zeros(1, 1, 32, 32)).shape == (1, 10)
+    assert create_model("mlp").classifier.out_features == 10
+    cifar = create_model("vgg11", head="cifar")
+    assert cifar.classifier.out_features == 1000
+    assert cifar.features[0].in_channels == 3
+    assert create_model("lenet5", num_classes=7, in_channels=3).features[0].in_channels == 3
+
+
+# --- every registered model -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward(name: str) -> None:
+    for kwargs, (c, h, w) in _cases(name):
+        model = create_model(name, **kwargs)
+        num_classes = kwargs.get("num_classes", 10)
+        x = torch.randn(BATCH, c, h, w)
+        out = model(x)
+        assert out.shape == (BATCH, num_classes)
+        out.sum().backward()
+        for pname, p in model.named_parameters():
+            assert p.grad is not None, f"{name}: no gradient for {pname}"
+            assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient for {pname}"
+
+        model.eval()
+        with torch.no_grad():
+            features = model.forward_features(x)
+            assert features.shape[:2] == (BATCH, model.num_features)
+            torch.testing.assert_close(model.forward_head(features), model(x))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_in_channels_one(name: str) -> None:
+    kwargs, (_, h, w) = _cases(name)[0]
+    model = create_model(name, **{**kwargs, "in_channels": 1})
+    assert model(torch.randn(BATCH, 1, h, w)).shape == (BATCH, kwargs.get("num_classes", 10))
+
+
+# --- parameter counts against the published figures --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "expected"),
+    [
+        ("mlp", {}, 407_050),  # Chollet (2021) ch. 2
+        ("convnet", {}, 104_202),  # Chollet (2021) listing 8.1
+        ("lenet5", {}, 61_706),
+        ("lenet5", {"image_size": 28}, 61_706),
+        ("lenet5", {"activation": "relu", "pool": "max"}, 61_706),
+        ("vgg16", {}, 138_357_544),  # torchvision
+        ("vgg16_bn", {}, 138_365_992),  # torchvision
+        ("vgg16_bn", {"num_classes": 10, "head": "cifar"}, 14_728_266),  # kuangliu/pytorch-cifar VGG16
+    ],
+)
+def test_parameter_count(name: str, kwargs: dict[str, Any], expected: int) -> None:
+    assert _num_params(_on_meta(create_model, name=name, **kwargs)) == expected
+
+
+@pytest.mark.parametrize("name", VGGS)
+def test_vgg_imagenet_matches_torchvision_layout(name: str) -> None:
+    ours = _on_meta(create_model, name=name).state_dict()
+    theirs = _on_meta(getattr(torchvision.models, name), weights=None).state_dict()
+    assert list(ours) == list(theirs)
+    assert all(ours[k].shape == theirs[k].shape for k in ours)
+
+
+def test_vgg11_imagenet_head_at_224_matches_torchvision() -> None:
+    theirs = torchvision.models.vgg11(weights=None).eval()
+    ours = _on_meta(vgg11).eval()  # takes torchvision's tensors: no second 133M-parameter init
+    ours.load_state_dict(theirs.state_dict(), assign=True)
+    x = torch.randn(1, 3, 224, 224)
+    out = ours(x)
+    assert out.shape == (1, 1000)
+    with torch.no_grad():
+        torch.testing.assert_close(out, theirs(x))
+    out.sum().backward()
+    assert all(p.grad is not None for p in ours.parameters())
+
+
+# --- options and bad input ---------------------------------------------------------------------------
+
+
+def test_lenet5_28_and_32_have_the_same_feature_sizes() -> None:
+    f28 = create_model("lenet5", image_size=28).forward_features(torch.zeros(1, 1, 28, 28))
+    f32 = create_model("lenet5").forward_features(torch.zeros(1, 1, 32, 32))
+    assert f28.shape == f32.shape == (1, 16, 5, 5)
+
+
+def test_lenet5_options() -> None:
+    model = create_model("lenet5", activation="relu", pool="max")
+    assert isinstance(model.features[1], nn.ReLU) and isinstance(model.features[2], nn.MaxPool2d)
+    default = create_model("lenet5")
+    assert isinstance(default.features[1], nn.Tanh) and isinstance(default.features[2], nn.AvgPool2d)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("lenet5", {"image_size": 30}, "32x32 or 28x28"),
+        ("lenet5", {"activation": "gelu"}, "activation must be one of"),
+        ("lenet5", {"pool": "lp"}, "pool must be one of"),
+        ("convnet", {"image_size": 8}, "too small"),
+        ("vgg11", {"head": "coco"}, "head must be 'imagenet' or 'cifar'"),
+    ],
+)
+def test_bad_options_raise(name: str, kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        create_model(name, **kwargs)
+
+
+def test_mlp_and_convnet_size_from_image_size() -> None:
+    assert create_model("mlp", image_size=32, hidden=64)(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+    assert create_model("convnet", in_channels=3, image_size=32)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_models_never_import_lightning() -> None:
+    code = "import sys, zoo.models; sys.exit(bool({'lightning', 'pytorch_lightning'} & set(sys.modules)))"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0

@@ -1,0 +1,437 @@
+"""What the DataModules share: finding a dataset on disk, the seeded validation split, and the in-memory loader.
+
+Small datasets (the MNIST family, CIFAR) are held whole as one ``uint8`` tensor, moved to the training device
+once, and every batch is sliced, augmented (pad + random crop, horizontal flip) and normalised there. This is
+the trick behind the fast CIFAR-10 trainers (airbench, hlb-CIFAR10): no worker processes, no per-image Python.
+
+Under DDP every rank draws the same seeded permutation of the epoch and takes its own disjoint share of it, so
+the ranks together see each training image once per epoch. The loader reports its position in the epoch to
+Lightning (``state_dict``), so a run resumed from a mid-epoch checkpoint continues with exactly the batches
+the interrupted run would have seen next.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zoo.errors import DataError
+
+__all__ = [
+    "SYSTEM_DATA_DIRS",
+    "InMemoryDataModule",
+    "InMemoryLoader",
+    "ShardSampler",
+    "channel_stats",
+    "crop_and_flip",
+    "dataset_search_dirs",
+    "default_download_dir",
+    "resolve",
+]
+
+#: Where operating-system packages install datasets (Debian's ``dataset-fashion-mnist`` uses the first).
+SYSTEM_DATA_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"), Path("/usr/local/share/datasets"))
+
+Batch = tuple[Tensor, Tensor]
+
+
+def dataset_search_dirs(root: str | Path | None, name: str, layouts: Sequence[str]) -> list[Path]:
+    """The folders in which to look for a dataset, in order: ``root``, ``$ZOO_DATA_DIR/<name>``, system folders.
+
+    Args:
+        root: the folder the user named, or None.
+        name: the dataset's short name (``fashion-mnist``, ``cifar10``), also its folder under ``$ZOO_DATA_DIR``
+            and under the system dataset folders.
+        layouts: sub-folders, relative to each of those places, where the files may sit (for example
+            ``FashionMNIST/raw``, the layout torchvision downloads into). ``""`` means the folder itself.
+    """
+    bases: list[Path] = []
+    if root is not None:
+        bases.append(Path(root).expanduser())
+    if env := os.environ.get("ZOO_DATA_DIR"):
+        bases.append(Path(env).expanduser() / name)
+    bases.extend(system / name for system in SYSTEM_DATA_DIRS)
+    return [base / layout if layout else base for base in bases for layout in layouts]
+
+
+def default_download_dir(root: str | Path | None, name: str) -> Path:
+    """Where a download goes: ``root``, else ``$ZOO_DATA_DIR/<name>``, else ``~/.cache/zoo/<name>``."""
+    if root is not None:
+        return Path(root).expanduser()
+    if env := os.environ.get("ZOO_DATA_DIR"):
+        return Path(env).expanduser() / name
+    return Path.home() / ".cache" / "zoo" / name
+
+
+def channel_stats(images: Tensor, chunk: int = 8192) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and standard deviation of ``uint8`` images ``(N, C, H, W)``, in units of 0..1."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        part = images[start : start + chunk].to(torch.float64)
+        total += part.sum(dim=(0, 2, 3))
+        squares += part.square().sum(dim=(0, 2, 3))
+    count = images.numel() / images.shape[1]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+    return (mean / 255).float(), (std / 255).float()
+
+
+def crop_and_flip(images: Tensor, *, pad: int, flip: bool, generator: torch.Generator) -> Tensor:
+    """Random translation by up to ``pad`` pixels (zero padding, then a crop back to size) and random h-flip.
+
+    Works on a whole batch ``(B, C, H, W)`` at once, on whatever device the batch lives on.
+    """
+    batch, channels, height, width = images.shape
+    device = images.device
+    if pad > 0:
+        padded = F.pad(images, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (batch,), device=device, generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (batch,), device=device, generator=generator)
+        rows = dy[:, None] + torch.arange(height, device=device)
+        cols = dx[:, None] + torch.arange(width, device=device)
+        images = padded[
+            torch.arange(batch, device=device)[:, None, None, None],
+            torch.arange(channels, device=device)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]
+    if flip:
+        mirrored = torch.rand(batch, device=device, generator=generator) < 0.5
+        images = torch.where(mirrored[:, None, None, None], images.flip(3), images)
+    return images
+
+
+class ShardSampler:
+    """The indices one rank sees in one epoch.
+
+    Training: a permutation seeded by ``(seed, epoch)``, identical on all ranks, cut to a multiple of the world
+    size and dealt out so that rank ``r`` takes positions ``r, r + world, ...``; every rank gets the same count,
+    which DDP needs. Evaluation: the indices in order, dealt out the same way without cutting (torchmetrics
+    gathers the metric states, so uneven shares are exact).
+
+    Lightning calls :meth:`set_epoch` at the start of every epoch, as it does for ``DistributedSampler``.
+    """
+
+    def __init__(self, size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose permutation :meth:`indices` returns."""
+        self.epoch = epoch
+
+    def indices(self) -> Tensor:
+        """This rank's share of the current epoch, as a 1-D ``int64`` tensor on the CPU."""
+        if not self.shuffle:
+            return torch.arange(self.rank, self.size, self.world_size)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator)
+        usable = self.size - self.size % self.world_size
+        return order[self.rank : usable : self.world_size]
+
+    def __len__(self) -> int:
+        if not self.shuffle:
+            return len(range(self.rank, self.size, self.world_size))
+        return self.size // self.world_size
+
+
+class InMemoryLoader:
+    """Batches ``(images, labels)`` cut from tensors that already live on the device.
+
+    Args:
+        images: ``uint8`` tensor ``(N, C, H, W)``.
+        labels: ``int64`` tensor ``(N,)`` on the same device.
+        batch_size: samples per batch on this rank.
+        sampler: which indices this rank takes, epoch by epoch.
+        mean: per-channel mean in 0..1 units, shape ``(C,)``.
+        std: per-channel standard deviation in 0..1 units, shape ``(C,)``.
+        pad: random translation of up to this many pixels; 0 disables it.
+        flip: random horizontal flips.
+        seed: seeds the augmentation; each batch's randomness depends only on (seed, epoch, rank, batch).
+        drop_last: drop the final, smaller batch of the epoch.
+
+    Yields ``float32`` images ``(B, C, H, W)``, normalised, and ``int64`` labels ``(B,)``.
+    """
+
+    #: Lightning inspects ``sampler`` and ``batch_sampler`` as on a ``DataLoader`` (it calls ``set_epoch``)
+    batch_sampler = None
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        *,
+        batch_size: int,
+        sampler: ShardSampler,
+        mean: Tensor,
+        std: Tensor,
+        pad: int = 0,
+        flip: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        self.images, self.labels = images, labels
+        self.batch_size, self.sampler = batch_size, sampler
+        self.pad, self.flip, self.seed, self.drop_last = pad, flip, seed, drop_last
+        device = images.device
+        # x / 255 normalised = x * scale + shift, with x the uint8 value
+        self._scale = (1.0 / (255.0 * std)).to(device).view(1, -1, 1, 1)
+        self._shift = (-mean / std).to(device).view(1, -1, 1, 1)
+        self._position = (0, 0)  # (epoch, batches already yielded in it)
+        self._resume: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        samples = len(self.sampler)
+        return samples // self.batch_size if self.drop_last else math.ceil(samples / self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self._batches()
+
+    def _batches(self) -> Iterator[Batch]:
+        # A generator: nothing runs until the first batch is asked for, after Lightning's set_epoch.
+        epoch = self.sampler.epoch
+        start = 0
+        if self._resume is not None:
+            if self._resume[0] == epoch:
+                start = self._resume[1]
+            self._resume = None
+        order = self.sampler.indices().to(self.images.device)
+        augment = self.pad > 0 or self.flip
+        generator = torch.Generator(device=self.images.device) if augment else None
+        for index in range(start, len(self)):
+            chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
+            images = self.images.index_select(0, chosen)
+            if generator is not None:
+                generator.manual_seed(hash((self.seed, epoch, self.sampler.rank, index)) & 0x7FFF_FFFF_FFFF)
+                images = crop_and_flip(images, pad=self.pad, flip=self.flip, generator=generator)
+            self._position = (epoch, index + 1)
+            yield images.float().mul_(self._scale).add_(self._shift), self.labels.index_select(0, chosen)
+
+    def state_dict(self) -> dict[str, int]:
+        """Where in which epoch the loader stands, saved by Lightning in every checkpoint."""
+        return {"epoch": self._position[0], "batches": self._position[1]}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue, in the same epoch, after the batches already seen."""
+        self._resume = (int(state["epoch"]), int(state["batches"]))
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """A labelled image set small enough to keep whole in memory, with a seeded train/val split.
+
+    Subclasses say where the files are (:attr:`name`, :attr:`layouts`, :attr:`required_files`) and how to read
+    them (:meth:`read_split`) and download them (:meth:`download_to`).
+
+    Args:
+        root: folder holding the dataset's files; when None, ``$ZOO_DATA_DIR/<name>`` and the system dataset
+            folders are searched.
+        batch_size: samples per batch per device (the global batch is ``batch_size * world_size``).
+        eval_batch_size: samples per batch for validation and test; defaults to ``batch_size``.
+        val_size: images held out of the training split for validation, as a count (``5000``) or a
+            fraction (``0.1``); chosen by a permutation seeded with ``seed``.
+        seed: seeds the split, the epoch permutations and the augmentation.
+        pad: training augmentation: random translation by up to ``pad`` pixels (0 disables it).
+        flip: training augmentation: random horizontal flips.
+        download: download the files when they are found nowhere (needs a network).
+        drop_last: drop the last, smaller training batch of every epoch.
+    """
+
+    #: short name: the folder under ``$ZOO_DATA_DIR`` and the system dataset folders
+    name: ClassVar[str]
+    #: names of the classes, in label order
+    classes: ClassVar[tuple[str, ...]]
+    #: sub-folders of each searched folder where the files may sit ("" is the folder itself)
+    layouts: ClassVar[tuple[str, ...]] = ("",)
+    #: files that must all be present in a folder for it to hold the dataset
+    required_files: ClassVar[tuple[str, ...]]
+    #: how to get the data by hand, for the message shown when it is missing
+    how_to_get: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        root: str | None = None,
+        *,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: int | float = 5000,
+        seed: int = 0,
+        pad: int = 0,
+        flip: bool = False,
+        download: bool = False,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise DataError(f"batch_size must be at least 1, got {batch_size}")
+        if val_size < 0:
+            raise DataError(f"val_size must be 0 or more, got {val_size}")
+        self.root, self.download = root, download
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.val_size, self.seed = val_size, seed
+        self.pad, self.flip, self.drop_last = pad, flip, drop_last
+        self.splits: dict[str, Batch] = {}
+        self.mean = torch.zeros(0)
+        self.std = torch.zeros(0)
+        self._on_device: dict[str, Batch] = {}
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, read by tasks to check that they agree with the data."""
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        """``(C, H, W)`` of the images once the data is read, for the model summary's output shapes."""
+        return tuple(self.splits["train"][0].shape[1:]) if self.splits else None
+
+    # ---- what subclasses provide -------------------------------------------------------------------------
+
+    @abstractmethod
+    def read_split(self, folder: Path, *, train: bool) -> Batch:
+        """Read the official training or test split from ``folder``.
+
+        Returns:
+            ``uint8`` images ``(N, C, H, W)`` and ``int64`` labels ``(N,)``, on the CPU.
+
+        Raises:
+            DataError: when a file is truncated, corrupt or not in the expected format.
+        """
+
+    @abstractmethod
+    def download_to(self, folder: Path) -> None:
+        """Download the dataset's files into ``folder`` (a sub-folder of it is fine if listed in layouts)."""
+
+    # ---- locating the files ------------------------------------------------------------------------------
+
+    def find_folder(self) -> Path | None:
+        """The first searched folder that holds every required file (plain or ``.gz``), or None."""
+        for folder in dataset_search_dirs(self.root, self.name, self.layouts):
+            if all(_present(folder, file) for file in self.required_files):
+                return folder
+        return None
+
+    def locate(self, *, download: bool) -> Path:
+        """Find the dataset, downloading it first when allowed; raise a one-line :class:`DataError` if absent."""
+        folder = self.find_folder()
+        if folder is None and download:
+            target = default_download_dir(self.root, self.name)
+            try:
+                self.download_to(target)
+            except Exception as error:  # network errors come in many types; all mean the same to the user
+                raise DataError(f"could not download {self.name} into {target}: {error}") from error
+            folder = self.find_folder()
+        if folder is None:
+            searched = ", ".join(str(p) for p in dataset_search_dirs(self.root, self.name, ("",)))
+            hint = "" if download else "; pass --data.download true to fetch it"
+            raise DataError(
+                f"{self.name} not found (looked in {searched}, including sub-folders "
+                f"{', '.join(repr(x) for x in self.layouts if x)}){hint}. {self.how_to_get}".rstrip()
+            )
+        return folder
+
+    # ---- LightningDataModule hooks -----------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """Find the files, downloading them on one process per node when ``download`` is set."""
+        self.locate(download=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the files once; split train into train/val; compute the normalisation on the train part."""
+        if self.splits:
+            return
+        folder = self.locate(download=False)
+        images, labels = self._checked(*self.read_split(folder, train=True), split="train")
+        n_val = round(self.val_size * len(images)) if isinstance(self.val_size, float) else self.val_size
+        if n_val >= len(images):
+            raise DataError(f"val_size {self.val_size} leaves no training images out of {len(images)}")
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
+        train, val = order[n_val:], order[:n_val]
+        self.splits["train"] = images[train], labels[train]
+        self.splits["val"] = images[val], labels[val]
+        self.splits["test"] = self._checked(*self.read_split(folder, train=False), split="test")
+        self.mean, self.std = channel_stats(self.splits["train"][0])
+
+    def _checked(self, images: Tensor, labels: Tensor, *, split: str) -> Batch:
+        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
+            raise DataError(
+                f"{self.name} {split} split: expected uint8 images (N, C, H, W) and N labels, "
+                f"got {images.dtype} {tuple(images.shape)} and {len(labels)} labels"
+            )
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise DataError(
+                f"{self.name} {split} split has labels from {int(labels.min())} to {int(labels.max())}, "
+                f"but the dataset has {self.num_classes} classes"
+            )
+        return images, labels.long()
+
+    def _device(self) -> torch.device:
+        trainer = self._trainer_or_none()
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _trainer_or_none(self) -> L.Trainer | None:
+        return self.trainer if getattr(self, "trainer", None) is not None else None
+
+    def _loader(self, split: str, *, train: bool) -> InMemoryLoader:
+        if not self.splits:
+            self.setup()
+        device = self._device()
+        cached = self._on_device.get(split)
+        if cached is None or cached[0].device != device:
+            cached = tuple(t.to(device) for t in self.splits[split])  # type: ignore[assignment]
+            self._on_device[split] = cached
+        trainer = self._trainer_or_none()
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        images, labels = cached
+        sampler = ShardSampler(len(images), shuffle=train, seed=self.seed, rank=rank, world_size=world)
+        return InMemoryLoader(
+            images,
+            labels,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            sampler=sampler,
+            mean=self.mean,
+            std=self.std,
+            pad=self.pad if train else 0,
+            flip=self.flip if train else False,
+            seed=self.seed,
+            drop_last=self.drop_last if train else False,
+        )
+
+    def train_dataloader(self) -> InMemoryLoader:
+        """Shuffled, augmented training batches; this rank's share of every epoch."""
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> InMemoryLoader | list[Any]:
+        """Validation batches in order (an empty list when ``val_size`` is 0, which skips validation)."""
+        if not self.splits:
+            self.setup()
+        return self._loader("val", train=False) if len(self.splits["val"][1]) else []
+
+    def test_dataloader(self) -> InMemoryLoader:
+        """The official test split, in order."""
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> InMemoryLoader:
+        """The official test split, in order, for ``python -m zoo.predict``."""
+        return self._loader("test", train=False)
+
+
+def _present(folder: Path, file: str) -> bool:
+    return (folder / file).is_file() or (folder / f"{file}.gz").is_file()
+
+
+def resolve(folder: Path, file: str) -> Path:
+    """The path of ``file`` in ``folder``, plain or gzipped (plain preferred)."""
+    plain = folder / file
+    return plain if plain.is_file() else folder / f"{file}.gz"

@@ -1,0 +1,119 @@
+"""CIFAR-10 and CIFAR-100 (Krizhevsky 2009), read from the official "python version" pickles.
+
+CIFAR-10: ``cifar-10-batches-py/data_batch_1..5`` and ``test_batch``; CIFAR-100: ``cifar-100-python/train``
+and ``test``. Each file is a pickled dict with ``data`` (``N × 3072`` bytes, channel-major 32×32 RGB) and
+``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100).
+
+The pickles are read with an unpickler that builds only NumPy arrays, lists, dicts and strings: a file that
+tries to call anything else is refused rather than executed.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from zoo.data.base import InMemoryDataModule
+from zoo.errors import DataError
+
+__all__ = ["CIFAR10DataModule", "CIFAR100DataModule", "read_cifar_batch"]
+
+# What a NumPy array needs to rebuild itself from a pickle, across NumPy 1 and 2; nothing else is allowed.
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: Path, label_key: str) -> tuple[Tensor, Tensor]:
+    """Read one CIFAR pickle into ``uint8`` images ``(N, 3, 32, 32)`` and ``int64`` labels ``(N,)``.
+
+    Raises:
+        DataError: if the file is truncated, not a CIFAR pickle, or tries to unpickle code.
+    """
+    try:
+        with open(path, "rb") as file:
+            batch = _ArraysOnly(file, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise DataError(f"{path}: not a readable CIFAR pickle ({error}); the file is truncated or corrupt") from error
+    if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise DataError(f"{path}: expected a dict with 'data' and '{label_key}', found {keys}")
+    data, labels = np.asarray(batch["data"]), np.asarray(batch[label_key])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise DataError(
+            f"{path}: 'data' should be uint8 N × 3072 with N labels, got {data.dtype} {data.shape}, {len(labels)} labels"
+        )
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+class CIFAR10DataModule(InMemoryDataModule):
+    """CIFAR-10: 50,000 train and 10,000 test 32×32 colour images in 10 classes.
+
+    See :class:`~zoo.data.base.InMemoryDataModule` for the arguments; the usual CIFAR augmentation is
+    ``pad=4, flip=True``.
+    """
+
+    name = "cifar10"
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    layouts = ("", "cifar-10-batches-py")
+    required_files: ClassVar[tuple[str, ...]] = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+    how_to_get = "Get cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it."
+    label_key: ClassVar[str] = "labels"
+    #: the files of each split
+    split_files: ClassVar[dict[bool, tuple[str, ...]]] = {
+        True: tuple(f"data_batch_{i}" for i in range(1, 6)),
+        False: ("test_batch",),
+    }
+    torchvision_name: ClassVar[str] = "CIFAR10"
+
+    def read_split(self, folder: Path, *, train: bool) -> tuple[Tensor, Tensor]:
+        """Read and concatenate the split's pickles."""
+        parts = [read_cifar_batch(folder / name, self.label_key) for name in self.split_files[train]]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def download_to(self, folder: Path) -> None:
+        """Download and unpack the archive with torchvision's dataset class (its URL and MD5 check)."""
+        import torchvision.datasets
+
+        getattr(torchvision.datasets, self.torchvision_name)(str(folder), train=True, download=True)
+
+
+class CIFAR100DataModule(CIFAR10DataModule):
+    """CIFAR-100: 50,000 train and 10,000 test 32×32 colour images in 100 fine classes."""
+
+    name = "cifar100"
+    classes = tuple(
+        "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can "
+        "castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin "
+        "elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard "
+        "lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear "
+        "pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal "
+        "shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank "
+        "telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm".split()
+    )
+    layouts = ("", "cifar-100-python")
+    required_files = ("train", "test")
+    how_to_get = "Get cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it."
+    label_key = "fine_labels"
+    split_files = {True: ("train",), False: ("test",)}
+    torchvision_name = "CIFAR100"

@@ -1,0 +1,11 @@
+"""The one exception type that entry points turn into a single line and exit status 2."""
+
+__all__ = ["DataError", "ZooError"]
+
+
+class ZooError(Exception):
+    """A problem with the user's input (recipe, data, checkpoint, arguments), described in one line."""
+
+
+class DataError(ZooError):
+    """A dataset that is missing, truncated, corrupt or disagrees with the configuration."""

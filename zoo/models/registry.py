@@ -1,0 +1,107 @@
+"""One flat registry of model builders: ``register_model``, ``create_model``, ``list_models``.
+
+Builders are keyword-only functions named after the model they build (``vgg16``), registered with
+``@register_model`` in their family's module. Names are unique; registering a name twice raises.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+from zoo.errors import ZooError
+
+__all__ = ["UnknownModelError", "UnknownWeightsError", "create_model", "list_models", "register_model"]
+
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+class UnknownModelError(ZooError, ValueError):
+    """``create_model`` was given a name that no builder is registered under."""
+
+
+class UnknownWeightsError(ZooError, ValueError):
+    """A builder was asked for pretrained weights it does not have."""
+
+
+def register_model(fn: Builder) -> Builder:
+    """Register a model builder under its function name.
+
+    Args:
+        fn: A keyword-only builder such as ``def vgg16(*, num_classes=1000, ...) -> VGG``.
+
+    Returns:
+        ``fn`` itself, unchanged.
+
+    Raises:
+        ValueError: A builder with the same name is already registered.
+    """
+    name = fn.__name__
+    if name in _MODELS:
+        raise ValueError(f"model '{name}' is already registered (by {_MODELS[name].__module__})")
+    _MODELS[name] = fn
+    return fn
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the registered models that match a shell-style pattern, sorted.
+
+    Args:
+        pattern: An ``fnmatch`` pattern, e.g. ``"vgg*"`` or ``"*_bn"``.
+    """
+    return sorted(fnmatch.filter(_MODELS, pattern))
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    weights: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model by name.
+
+    ``num_classes``, ``in_channels`` and ``weights`` are passed to the builder only when given (not
+    ``None``), so each builder keeps its own defaults: ``create_model("lenet5")`` has 10 classes and
+    1 input channel, ``create_model("vgg16")`` has 1000 classes and 3 input channels.
+
+    Args:
+        name: A name from :func:`list_models`.
+        num_classes: Number of output logits; ``None`` keeps the builder's default.
+        in_channels: Channels of the input images; ``None`` keeps the builder's default.
+        weights: Name of a set of pretrained weights; ``None`` for random initialisation.
+        **kwargs: Family-specific options passed on to the builder (e.g. ``head="cifar"`` for VGG).
+
+    Returns:
+        The network, an ``nn.Module`` whose ``forward`` returns logits.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered; the message suggests close matches.
+    """
+    try:
+        builder = _MODELS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _MODELS, n=3)
+        hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+        raise UnknownModelError(f"unknown model '{name}'{hint}; see zoo.models.list_models()") from None
+    given = {"num_classes": num_classes, "in_channels": in_channels, "weights": weights}
+    return builder(**{k: v for k, v in given.items() if v is not None}, **kwargs)
+
+
+def _check_weights(name: str, weights: str | None) -> None:
+    """Reject a request for pretrained weights: none exist yet for any model.
+
+    Every family's private builder calls this once, so that the builders themselves stay short.
+
+    Raises:
+        UnknownWeightsError: ``weights`` is not ``None``.
+    """
+    if weights is not None:
+        raise UnknownWeightsError(f"model '{name}' has no pretrained weights named '{weights}' (available: none)")

@@ -1,0 +1,6 @@
+"""LightningModules, one per task, sharing :class:`zoo.tasks.base.BaseTask`."""
+
+from zoo.tasks.base import BaseTask
+from zoo.tasks.classification import ClassificationTask
+
+__all__ = ["BaseTask", "ClassificationTask"]

@@ -1,0 +1,129 @@
+"""What every task shares: the template ``__init__``, metrics per stage, the default optimiser, checks.
+
+A task (torchgeo's trainers are the model here) is built in a fixed order: save the hyperparameters, then
+:meth:`BaseTask.configure_models`, :meth:`BaseTask.configure_losses` and :meth:`BaseTask.configure_metrics`.
+The metric collection it returns is cloned once per stage with ``train_``/``val_``/``test_`` prefixes. A task
+never knows which dataset it is given; it only checks that the data's ``num_classes`` agrees with its own.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, ClassVar, Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+from torchmetrics import MetricCollection
+
+from zoo.errors import DataError, ZooError
+
+__all__ = ["BaseTask", "NonFiniteLossError", "Stage"]
+
+Stage = Literal["train", "val", "test"]
+
+
+class NonFiniteLossError(ZooError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+class BaseTask(L.LightningModule):
+    """Template for the tasks. Subclasses set their typed attributes, then call ``super().__init__()``.
+
+    Class attributes:
+        monitor: the logged metric that picks the best checkpoint.
+        mode: whether ``monitor`` is better when ``"min"`` or ``"max"``.
+    """
+
+    monitor: ClassVar[str] = "val_loss"
+    mode: ClassVar[Literal["min", "max"]] = "min"
+
+    #: set by tasks whose outputs are class scores, checked against the data's ``num_classes``
+    num_classes: int | None = None
+
+    def __init__(self, ignore: list[str] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=ignore)
+        self.configure_models()
+        self.configure_losses()
+        metrics = self.configure_metrics()
+        self.train_metrics = metrics.clone(prefix="train_")
+        self.val_metrics = metrics.clone(prefix="val_")
+        self.test_metrics = metrics.clone(prefix="test_")
+
+    # ---- the template ----------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def configure_models(self) -> None:
+        """Build the network(s) as attributes of the task.
+
+        Plural on purpose: Lightning calls a hook named ``configure_model`` again at fit time, which would
+        rebuild the network behind the optimiser's back.
+        """
+
+    def configure_losses(self) -> None:  # noqa: B027 - optional hook
+        """Build the loss function(s), when they are modules or need settings."""
+
+    @abstractmethod
+    def configure_metrics(self) -> MetricCollection:
+        """The metrics of one stage; the base class clones them per stage."""
+
+    @abstractmethod
+    def step(self, batch: Any, stage: Stage) -> Tensor:
+        """Compute the loss of one batch, update that stage's metrics and log them."""
+
+    # ---- Lightning hooks -------------------------------------------------------------------------------------
+
+    def metrics_of(self, stage: Stage) -> MetricCollection:
+        """The metric collection of ``stage``."""
+        return {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[stage]
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """One optimisation step's loss; a NaN or infinite loss stops the run and names the step."""
+        loss = self.step(batch, "train")
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {loss.item()} at step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); try a lower learning rate"
+            )
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Validation loss and metrics."""
+        self.step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        """Test loss and metrics."""
+        self.step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        """Adam at 1e-3, used when no recipe gives ``optimizer:`` (recipes replace this method)."""
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    def setup(self, stage: str) -> None:
+        """Check that the data's ``num_classes`` matches the task's before any step runs."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        data_classes = getattr(datamodule, "num_classes", None)
+        if self.num_classes is not None and data_classes is not None and data_classes != self.num_classes:
+            raise DataError(
+                f"the task has num_classes={self.num_classes} but {type(datamodule).__name__} has "
+                f"{data_classes} classes; set --model.init_args.num_classes {data_classes}"
+            )
+        shape = getattr(datamodule, "image_shape", None)
+        if shape is not None:
+            self.example_input_array = torch.zeros(1, *shape)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the random state, so that a resumed run draws the same dropout masks as an uninterrupted one."""
+        checkpoint["zoo_rng"] = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["zoo_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the random state saved by :meth:`on_save_checkpoint`."""
+        state = checkpoint.get("zoo_rng")
+        if state is None:
+            return
+        torch.set_rng_state(state["cpu"])
+        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
