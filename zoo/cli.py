@@ -186,6 +186,13 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
             if command == "predict":
                 parser.add_argument("--output", type=str | None, default=None, help="CSV file for the predictions.")
 
+        @staticmethod
+        def configure_optimizers(lightning_module: Any, optimizer: Any, lr_scheduler: Any = None) -> Any:
+            # A schedule that says it follows optimiser steps (zoo.tasks.schedules) is stepped every step.
+            if getattr(lr_scheduler, "interval", "epoch") == "step":
+                return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
+            return _import_cli().configure_optimizers(lightning_module, optimizer, lr_scheduler)
+
         def before_instantiate_classes(self) -> None:
             config = self.config
             self.ckpt_path = config.ckpt_path
@@ -227,11 +234,15 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
             return run_dir
 
         def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-            recipe_callbacks = list(self._get(self.config_init, "trainer", default={}).get("callbacks") or [])
+            trainer_config = self._get(self.config_init, "trainer", default={})
+            recipe_callbacks = list(trainer_config.get("callbacks") or [])
             extra: list[Any] = []
-            if not any(isinstance(c, ProgressBar) for c in recipe_callbacks):
+            if trainer_config.get("enable_progress_bar") is not False and not any(
+                isinstance(c, ProgressBar) for c in recipe_callbacks
+            ):
                 extra.append(RichProgressBar(leave=True))
-            extra.append(RichModelSummary(max_depth=2))
+            if trainer_config.get("enable_model_summary") is not False:
+                extra.append(RichModelSummary(max_depth=2))
             if self.run_dir is not None:
                 task = self.model
                 extra += [
@@ -329,6 +340,9 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 def _fit(cli: Any, recipe_name: str) -> None:
     trainer, task, data = cli.trainer, cli.model, cli.datamodule
+    config_file = cli.run_dir / "config.yaml"
+    if trainer.is_global_zero and not _is_child_rank() and not config_file.exists():
+        config_file.write_text(cli.parser.dump(cli.config, skip_none=False))
     started = time.perf_counter()
     trainer.fit(task, datamodule=data, ckpt_path=cli.ckpt_path)
     fit_seconds = time.perf_counter() - started
@@ -438,6 +452,13 @@ def main(command: Command = "fit", argv: list[str] | None = None) -> int:
         else:
             _predict(cli)
     except ZooError as error:
+        print(f"zoo.{command}: error: {_one_line(str(error))}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        if not isinstance(error, MisconfigurationException):
+            raise
         print(f"zoo.{command}: error: {_one_line(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,5 +2,6 @@
 
 from zoo.tasks.base import BaseTask
 from zoo.tasks.classification import ClassificationTask
+from zoo.tasks.schedules import WarmupCosine
 
-__all__ = ["BaseTask", "ClassificationTask"]
+__all__ = ["BaseTask", "ClassificationTask", "WarmupCosine"]

@@ -100,6 +100,13 @@ class BaseTask(L.LightningModule):
         """Adam at 1e-3, used when no recipe gives ``optimizer:`` (recipes replace this method)."""
         return torch.optim.Adam(self.parameters(), lr=1e-3)
 
+    def on_train_start(self) -> None:
+        """Tell run-length schedules (:mod:`zoo.tasks.schedules`) how many optimiser steps the run has."""
+        for config in self.trainer.lr_scheduler_configs:
+            set_total_steps = getattr(config.scheduler, "set_total_steps", None)
+            if callable(set_total_steps):
+                set_total_steps(self.trainer.estimated_stepping_batches)
+
     def setup(self, stage: str) -> None:
         """Check that the data's ``num_classes`` matches the task's before any step runs."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
