@@ -32,7 +32,9 @@ def write_idx(path: Path, array: np.ndarray, *, compress: bool = True) -> Path:
     return path
 
 
-def make_idx_dataset(folder: Path, *, n_train: int = 600, n_test: int = 200, classes: int = 10, seed: int = 0) -> Path:
+def make_idx_dataset(
+    folder: Path, *, n_train: int = 600, n_test: int = 200, classes: int = 10, seed: int = 0
+) -> Path:
     """Four MNIST-layout IDX files whose classes are learnable: each class brightens its own image band."""
     rng = np.random.default_rng(seed)
     for prefix, count in (("train", n_train), ("t10k", n_test)):
@@ -54,7 +56,12 @@ def make_cifar10(folder: Path, *, per_batch: int = 100, seed: int = 0) -> Path:
     for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
         labels = rng.integers(0, 10, per_batch)
         data = rng.integers(0, 256, (per_batch, 3 * 32 * 32)).astype(np.uint8)
-        batch = {"batch_label": name, "labels": labels.tolist(), "data": data, "filenames": [f"{i}.png" for i in range(per_batch)]}
+        batch = {
+            "batch_label": name,
+            "labels": labels.tolist(),
+            "data": data,
+            "filenames": [f"{i}.png" for i in range(per_batch)],
+        }
         with open(root / name, "wb") as file:
             pickle.dump(batch, file, protocol=2)
     return folder

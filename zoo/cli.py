@@ -35,7 +35,7 @@ import yaml
 
 from zoo.errors import ZooError
 
-__all__ = ["Reference", "ZooCLI", "find_recipe", "list_recipes", "main"]
+__all__ = ["Reference", "build_cli", "find_recipe", "list_recipes", "main"]
 
 Command = Literal["fit", "test", "predict"]
 
@@ -168,7 +168,9 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
 
         def add_arguments_to_parser(self, parser: Any) -> None:
             parser.add_argument("--description", type=str, default="", help="What the recipe trains.")
-            parser.add_argument("--reference", type=Reference | None, default=None, help="The published result.")
+            parser.add_argument(
+                "--reference", type=Reference | None, default=None, help="The published result."
+            )
             parser.add_argument(
                 "--ckpt_path",
                 type=str | None,
@@ -177,20 +179,31 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
                 "the checkpoint to evaluate.",
             )
             parser.add_argument(
-                "--run_dir", type=str | None, default=None, help="Run folder (default: <root>/<recipe>/<time>)."
+                "--run_dir",
+                type=str | None,
+                default=None,
+                help="Run folder (default: <root>/<recipe>/<time>).",
             )
             parser.add_argument(
-                "--save_every_n_steps", type=int, default=200, help="How often last.ckpt is written during an epoch."
+                "--save_every_n_steps",
+                type=int,
+                default=200,
+                help="How often last.ckpt is written during an epoch.",
             )
             parser.set_defaults({"trainer.default_root_dir": "runs"})
             if command == "predict":
-                parser.add_argument("--output", type=str | None, default=None, help="CSV file for the predictions.")
+                parser.add_argument(
+                    "--output", type=str | None, default=None, help="CSV file for the predictions."
+                )
 
         @staticmethod
         def configure_optimizers(lightning_module: Any, optimizer: Any, lr_scheduler: Any = None) -> Any:
             # A schedule that says it follows optimiser steps (zoo.tasks.schedules) is stepped every step.
             if getattr(lr_scheduler, "interval", "epoch") == "step":
-                return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
+                return {
+                    "optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"},
+                }
             return _import_cli().configure_optimizers(lightning_module, optimizer, lr_scheduler)
 
         def before_instantiate_classes(self) -> None:
@@ -222,11 +235,17 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
             elif self.ckpt_path:
                 checkpoint = _checked_checkpoint(Path(self.ckpt_path))
                 self.ckpt_path = str(checkpoint)
-                run_dir = checkpoint.parent if (checkpoint.parent / "config.yaml").is_file() else _new_run_dir(root / recipe_name)
+                run_dir = (
+                    checkpoint.parent
+                    if (checkpoint.parent / "config.yaml").is_file()
+                    else _new_run_dir(root / recipe_name)
+                )
             elif self.config.run_dir:
                 run_dir = Path(self.config.run_dir)
                 if (run_dir / LastCheckpoint.FILENAME).exists():
-                    raise ZooError(f"{run_dir} already holds a run; resume it with --ckpt_path last or pick another")
+                    raise ZooError(
+                        f"{run_dir} already holds a run; resume it with --ckpt_path last or pick another"
+                    )
                 run_dir.mkdir(parents=True, exist_ok=True)
             else:
                 run_dir = _new_run_dir(root / recipe_name)
@@ -247,7 +266,11 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
                 task = self.model
                 extra += [
                     ModelCheckpoint(
-                        dirpath=self.run_dir, filename="best", monitor=task.monitor, mode=task.mode, save_top_k=1,
+                        dirpath=self.run_dir,
+                        filename="best",
+                        monitor=task.monitor,
+                        mode=task.mode,
+                        save_top_k=1,
                         enable_version_counter=False,
                     ),
                     LastCheckpoint(self.run_dir, every_n_train_steps=self.config.save_every_n_steps),
@@ -265,7 +288,7 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
             seed_everything_default=0,
             run=False,
             args=args,
-            parser_kwargs={"exit_on_error": False, "prog": f"python -m zoo.{command}"},
+            parser_kwargs={"exit_on_error": False, "allow_abbrev": False, "prog": f"python -m zoo.{command}"},
         )
     except argparse.ArgumentError as error:
         raise ZooError(_one_line(str(error))) from error
@@ -344,12 +367,18 @@ def _fit(cli: Any, recipe_name: str) -> None:
     if trainer.is_global_zero and not _is_child_rank() and not config_file.exists():
         config_file.write_text(cli.parser.dump(cli.config, skip_none=False))
     started = time.perf_counter()
-    trainer.fit(task, datamodule=data, ckpt_path=cli.ckpt_path)
+    trainer.fit(task, datamodule=data, ckpt_path=cli.ckpt_path, weights_only=True if cli.ckpt_path else None)
     fit_seconds = time.perf_counter() - started
-    best = next((c.best_model_path for c in trainer.checkpoint_callbacks if getattr(c, "best_model_path", "")), "")
+    best = next(
+        (c.best_model_path for c in trainer.checkpoint_callbacks if getattr(c, "best_model_path", "")), ""
+    )
     ckpt = best or None  # fast_dev_run saves no checkpoint: evaluate the weights in memory
-    val = trainer.validate(task, datamodule=data, ckpt_path=ckpt, verbose=False)
-    test = trainer.test(task, datamodule=data, ckpt_path=ckpt)
+    safe = True if ckpt else None
+    val = trainer.validate(task, datamodule=data, ckpt_path=ckpt, verbose=False, weights_only=safe)
+    test = trainer.test(task, datamodule=data, ckpt_path=ckpt, weights_only=safe)
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger" and trainer.is_global_zero:
+            logger.experiment.finish()  # the next run in this process must not append to this one
     if not trainer.is_global_zero:
         return
     run_dir: Path = cli.run_dir
@@ -380,17 +409,25 @@ def _fit(cli: Any, recipe_name: str) -> None:
 
 
 def _test(cli: Any) -> None:
-    results = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path)
+    results = cli.trainer.test(
+        cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path, weights_only=True
+    )
     if cli.trainer.is_global_zero and results:
         print(json.dumps(_scalars(results[0]), indent=2))
 
 
 def _predict(cli: Any) -> None:
     checkpoint = Path(cli.ckpt_path)
-    output = Path(cli.config.output) if cli.config.output else checkpoint.with_name(f"{checkpoint.stem}-predictions.csv")
+    output = (
+        Path(cli.config.output)
+        if cli.config.output
+        else checkpoint.with_name(f"{checkpoint.stem}-predictions.csv")
+    )
     if output.exists():
         raise ZooError(f"{output} exists; choose another file with --output")
-    batches = cli.trainer.predict(cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path)
+    batches = cli.trainer.predict(
+        cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path, weights_only=True
+    )
     if not cli.trainer.is_global_zero:
         return
     names = list(getattr(cli.datamodule, "classes", []) or [])
@@ -401,7 +438,10 @@ def _predict(cli: Any) -> None:
         index = 0
         for batch in batches or []:
             for label, predicted, confidence in zip(
-                batch["label"].tolist(), batch["predicted"].tolist(), batch["confidence"].tolist(), strict=True
+                batch["label"].tolist(),
+                batch["predicted"].tolist(),
+                batch["confidence"].tolist(),
+                strict=True,
             ):
                 name = names[predicted] if predicted < len(names) else ""
                 writer.writerow([index, label, predicted, f"{confidence:.6f}", name])
@@ -412,8 +452,22 @@ def _predict(cli: Any) -> None:
 # ---- entry point ---------------------------------------------------------------------------------------------
 
 
+def _user_error(error: BaseException) -> BaseException | None:
+    """The user-facing error behind ``error``: jsonargparse and Lightning wrap the errors raised inside them."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ZooError | MisconfigurationException):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _split_zoo_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--recipe")
     parser.add_argument("--list", action="store_true")
     return parser.parse_known_args(argv)
@@ -425,6 +479,7 @@ def _quiet_defaults() -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
     warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r"LightningCLI.s args parameter is intended.*")
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
 
 
@@ -451,15 +506,11 @@ def main(command: Command = "fit", argv: list[str] | None = None) -> int:
             _test(cli)
         else:
             _predict(cli)
-    except ZooError as error:
-        print(f"zoo.{command}: error: {_one_line(str(error))}", file=sys.stderr)
-        return 2
     except Exception as error:
-        from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-        if not isinstance(error, MisconfigurationException):
+        user_error = _user_error(error)
+        if user_error is None:
             raise
-        print(f"zoo.{command}: error: {_one_line(str(error))}", file=sys.stderr)
+        print(f"zoo.{command}: error: {_one_line(str(user_error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"zoo.{command}: interrupted", file=sys.stderr)

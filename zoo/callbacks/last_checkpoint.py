@@ -30,7 +30,6 @@ class LastCheckpoint(Checkpoint):
     def __init__(self, dirpath: str | Path, every_n_train_steps: int = 200) -> None:
         self.dirpath = Path(dirpath)
         self.every_n_train_steps = every_n_train_steps
-        self._last_saved_step = -1
 
     @property
     def path(self) -> Path:
@@ -39,14 +38,13 @@ class LastCheckpoint(Checkpoint):
 
     def save(self, trainer: L.Trainer) -> None:
         """Write the checkpoint atomically (all ranks call this; rank zero writes)."""
-        if trainer.sanity_checking or self._last_saved_step == trainer.global_step:
+        if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
             return
         partial = self.path.with_name(self.FILENAME + ".partial")
-        trainer.save_checkpoint(partial)
+        trainer.save_checkpoint(partial, weights_only=False)
         if trainer.is_global_zero:
             os.replace(partial, self.path)
         trainer.strategy.barrier("zoo_last_checkpoint")
-        self._last_saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         """Save every ``every_n_train_steps`` steps."""

@@ -47,6 +47,8 @@ Batch = tuple[Tensor, Tensor]
 def dataset_search_dirs(root: str | Path | None, name: str, layouts: Sequence[str]) -> list[Path]:
     """The folders in which to look for a dataset, in order: ``root``, ``$ZOO_DATA_DIR/<name>``, system folders.
 
+    Without ``root`` or ``$ZOO_DATA_DIR``, ``~/.cache/zoo/<name>`` (where downloads go then) comes last.
+
     Args:
         root: the folder the user named, or None.
         name: the dataset's short name (``fashion-mnist``, ``cifar10``), also its folder under ``$ZOO_DATA_DIR``
@@ -60,6 +62,8 @@ def dataset_search_dirs(root: str | Path | None, name: str, layouts: Sequence[st
     if env := os.environ.get("ZOO_DATA_DIR"):
         bases.append(Path(env).expanduser() / name)
     bases.extend(system / name for system in SYSTEM_DATA_DIRS)
+    if root is None and not env:
+        bases.append(default_download_dir(None, name))  # where download=True put it
     return [base / layout if layout else base for base in bases for layout in layouts]
 
 
@@ -122,7 +126,9 @@ class ShardSampler:
     Lightning calls :meth:`set_epoch` at the start of every epoch, as it does for ``DistributedSampler``.
     """
 
-    def __init__(self, size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.size, self.shuffle, self.seed = size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -134,7 +140,8 @@ class ShardSampler:
     def indices(self) -> Tensor:
         """This rank's share of the current epoch, as a 1-D ``int64`` tensor on the CPU."""
         if not self.shuffle:
-            return torch.arange(self.rank, self.size, self.world_size)
+            # a slice, not arange(rank, size, world): a rank beyond a tiny set gets no indices, not an error
+            return torch.arange(self.size)[self.rank :: self.world_size]
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator)
         usable = self.size - self.size % self.world_size
@@ -248,7 +255,7 @@ class InMemoryDataModule(L.LightningDataModule):
     """
 
     #: short name: the folder under ``$ZOO_DATA_DIR`` and the system dataset folders
-    name: ClassVar[str]
+    dataset_name: ClassVar[str]
     #: names of the classes, in label order
     classes: ClassVar[tuple[str, ...]]
     #: sub-folders of each searched folder where the files may sit ("" is the folder itself)
@@ -317,7 +324,7 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def find_folder(self) -> Path | None:
         """The first searched folder that holds every required file (plain or ``.gz``), or None."""
-        for folder in dataset_search_dirs(self.root, self.name, self.layouts):
+        for folder in dataset_search_dirs(self.root, self.dataset_name, self.layouts):
             if all(_present(folder, file) for file in self.required_files):
                 return folder
         return None
@@ -326,17 +333,18 @@ class InMemoryDataModule(L.LightningDataModule):
         """Find the dataset, downloading it first when allowed; raise a one-line :class:`DataError` if absent."""
         folder = self.find_folder()
         if folder is None and download:
-            target = default_download_dir(self.root, self.name)
+            target = default_download_dir(self.root, self.dataset_name)
             try:
                 self.download_to(target)
             except Exception as error:  # network errors come in many types; all mean the same to the user
-                raise DataError(f"could not download {self.name} into {target}: {error}") from error
+                reason = " ".join(str(error).split())  # torchvision lists every mirror it tried, line by line
+                raise DataError(f"could not download {self.dataset_name} into {target}: {reason}") from error
             folder = self.find_folder()
         if folder is None:
-            searched = ", ".join(str(p) for p in dataset_search_dirs(self.root, self.name, ("",)))
+            searched = ", ".join(str(p) for p in dataset_search_dirs(self.root, self.dataset_name, ("",)))
             hint = "" if download else "; pass --data.download true to fetch it"
             raise DataError(
-                f"{self.name} not found (looked in {searched}, including sub-folders "
+                f"{self.dataset_name} not found (looked in {searched}, including sub-folders "
                 f"{', '.join(repr(x) for x in self.layouts if x)}){hint}. {self.how_to_get}".rstrip()
             )
         return folder
@@ -366,12 +374,12 @@ class InMemoryDataModule(L.LightningDataModule):
     def _checked(self, images: Tensor, labels: Tensor, *, split: str) -> Batch:
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
             raise DataError(
-                f"{self.name} {split} split: expected uint8 images (N, C, H, W) and N labels, "
+                f"{self.dataset_name} {split} split: expected uint8 images (N, C, H, W) and N labels, "
                 f"got {images.dtype} {tuple(images.shape)} and {len(labels)} labels"
             )
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise DataError(
-                f"{self.name} {split} split has labels from {int(labels.min())} to {int(labels.max())}, "
+                f"{self.dataset_name} {split} split has labels from {int(labels.min())} to {int(labels.max())}, "
                 f"but the dataset has {self.num_classes} classes"
             )
         return images, labels.long()
@@ -387,13 +395,12 @@ class InMemoryDataModule(L.LightningDataModule):
         if not self.splits:
             self.setup()
         device = self._device()
-        cached = self._on_device.get(split)
-        if cached is None or cached[0].device != device:
-            cached = tuple(t.to(device) for t in self.splits[split])  # type: ignore[assignment]
-            self._on_device[split] = cached
+        if split not in self._on_device or self._on_device[split][0].device != device:
+            images, labels = self.splits[split]
+            self._on_device[split] = images.to(device), labels.to(device)
+        images, labels = self._on_device[split]
         trainer = self._trainer_or_none()
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        images, labels = cached
         sampler = ShardSampler(len(images), shuffle=train, seed=self.seed, rank=rank, world_size=world)
         return InMemoryLoader(
             images,

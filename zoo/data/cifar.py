@@ -1,7 +1,7 @@
 """CIFAR-10 and CIFAR-100 (Krizhevsky 2009), read from the official "python version" pickles.
 
 CIFAR-10: ``cifar-10-batches-py/data_batch_1..5`` and ``test_batch``; CIFAR-100: ``cifar-100-python/train``
-and ``test``. Each file is a pickled dict with ``data`` (``N × 3072`` bytes, channel-major 32×32 RGB) and
+and ``test``. Each file is a pickled dict with ``data`` (``N x 3072`` bytes, channel-major 32x32 RGB) and
 ``labels`` (CIFAR-10) or ``fine_labels`` (CIFAR-100).
 
 The pickles are read with an unpickler that builds only NumPy arrays, lists, dicts and strings: a file that
@@ -54,27 +54,40 @@ def read_cifar_batch(path: Path, label_key: str) -> tuple[Tensor, Tensor]:
         with open(path, "rb") as file:
             batch = _ArraysOnly(file, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
-        raise DataError(f"{path}: not a readable CIFAR pickle ({error}); the file is truncated or corrupt") from error
+        raise DataError(
+            f"{path}: not a readable CIFAR pickle ({error}); the file is truncated or corrupt"
+        ) from error
     if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
         raise DataError(f"{path}: expected a dict with 'data' and '{label_key}', found {keys}")
     data, labels = np.asarray(batch["data"]), np.asarray(batch[label_key])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise DataError(
-            f"{path}: 'data' should be uint8 N × 3072 with N labels, got {data.dtype} {data.shape}, {len(labels)} labels"
+            f"{path}: 'data' should be uint8 N x 3072 with N labels, got {data.dtype} {data.shape}, {len(labels)} labels"
         )
     return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels.astype(np.int64))
 
 
 class CIFAR10DataModule(InMemoryDataModule):
-    """CIFAR-10: 50,000 train and 10,000 test 32×32 colour images in 10 classes.
+    """CIFAR-10: 50,000 train and 10,000 test 32x32 colour images in 10 classes.
 
     See :class:`~zoo.data.base.InMemoryDataModule` for the arguments; the usual CIFAR augmentation is
     ``pad=4, flip=True``.
     """
 
-    name = "cifar10"
-    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    dataset_name = "cifar10"
+    classes: ClassVar[tuple[str, ...]] = (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    )
     layouts = ("", "cifar-10-batches-py")
     required_files: ClassVar[tuple[str, ...]] = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
     how_to_get = "Get cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and unpack it."
@@ -99,17 +112,112 @@ class CIFAR10DataModule(InMemoryDataModule):
 
 
 class CIFAR100DataModule(CIFAR10DataModule):
-    """CIFAR-100: 50,000 train and 10,000 test 32×32 colour images in 100 fine classes."""
+    """CIFAR-100: 50,000 train and 10,000 test 32x32 colour images in 100 fine classes."""
 
-    name = "cifar100"
+    dataset_name = "cifar100"
     classes = tuple(
-        "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can "
-        "castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin "
-        "elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard "
-        "lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter palm_tree pear "
-        "pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket rose sea seal "
-        "shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table tank "
-        "telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm".split()
+        [
+            "apple",
+            "aquarium_fish",
+            "baby",
+            "bear",
+            "beaver",
+            "bed",
+            "bee",
+            "beetle",
+            "bicycle",
+            "bottle",
+            "bowl",
+            "boy",
+            "bridge",
+            "bus",
+            "butterfly",
+            "camel",
+            "can",
+            "castle",
+            "caterpillar",
+            "cattle",
+            "chair",
+            "chimpanzee",
+            "clock",
+            "cloud",
+            "cockroach",
+            "couch",
+            "crab",
+            "crocodile",
+            "cup",
+            "dinosaur",
+            "dolphin",
+            "elephant",
+            "flatfish",
+            "forest",
+            "fox",
+            "girl",
+            "hamster",
+            "house",
+            "kangaroo",
+            "keyboard",
+            "lamp",
+            "lawn_mower",
+            "leopard",
+            "lion",
+            "lizard",
+            "lobster",
+            "man",
+            "maple_tree",
+            "motorcycle",
+            "mountain",
+            "mouse",
+            "mushroom",
+            "oak_tree",
+            "orange",
+            "orchid",
+            "otter",
+            "palm_tree",
+            "pear",
+            "pickup_truck",
+            "pine_tree",
+            "plain",
+            "plate",
+            "poppy",
+            "porcupine",
+            "possum",
+            "rabbit",
+            "raccoon",
+            "ray",
+            "road",
+            "rocket",
+            "rose",
+            "sea",
+            "seal",
+            "shark",
+            "shrew",
+            "skunk",
+            "skyscraper",
+            "snail",
+            "snake",
+            "spider",
+            "squirrel",
+            "streetcar",
+            "sunflower",
+            "sweet_pepper",
+            "table",
+            "tank",
+            "telephone",
+            "television",
+            "tiger",
+            "tractor",
+            "train",
+            "trout",
+            "tulip",
+            "turtle",
+            "wardrobe",
+            "whale",
+            "willow_tree",
+            "wolf",
+            "woman",
+            "worm",
+        ]
     )
     layouts = ("", "cifar-100-python")
     required_files = ("train", "test")

@@ -111,7 +111,9 @@ class FolderDataModule(L.LightningDataModule):
         else:
             n_val = round(self.val_size * len(train)) if isinstance(self.val_size, float) else self.val_size
             if not 0 < n_val < len(train):
-                raise DataError(f"val_size {self.val_size} of {len(train)} training images leaves no train or no val")
+                raise DataError(
+                    f"val_size {self.val_size} of {len(train)} training images leaves no train or no val"
+                )
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed)).tolist()
             self.datasets["train"] = Subset(train, order[n_val:])
             self.datasets["val"] = Subset(self._folder("train"), order[:n_val])

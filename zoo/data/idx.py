@@ -41,7 +41,9 @@ def read_idx(path: Path) -> Tensor:
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(f"{path}: cannot be read ({error}); the file is truncated or corrupt") from error
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != _UNSIGNED_BYTE or not 1 <= data[3] <= 4:
-        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic number {data[:4].hex() or 'missing'})")
+        raise DataError(
+            f"{path}: not an IDX file of unsigned bytes (magic number {data[:4].hex() or 'missing'})"
+        )
     ndim = data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
@@ -90,9 +92,9 @@ class IDXDataModule(InMemoryDataModule):
 
 
 class MNISTDataModule(IDXDataModule):
-    """MNIST handwritten digits (LeCun et al. 1998): 60,000 train and 10,000 test 28×28 grey images."""
+    """MNIST handwritten digits (LeCun et al. 1998): 60,000 train and 10,000 test 28x28 grey images."""
 
-    name = "mnist"
+    dataset_name = "mnist"
     torchvision_name = "MNIST"
     classes = tuple(str(digit) for digit in range(10))
     layouts = ("", "MNIST/raw", "mnist")
@@ -102,7 +104,7 @@ class MNISTDataModule(IDXDataModule):
 class FashionMNISTDataModule(IDXDataModule):
     """Fashion-MNIST (Xiao et al. 2017): Zalando article images, same sizes and format as MNIST."""
 
-    name = "fashion-mnist"
+    dataset_name = "fashion-mnist"
     torchvision_name = "FashionMNIST"
     classes = (
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -114,7 +116,7 @@ class FashionMNISTDataModule(IDXDataModule):
 class KMNISTDataModule(IDXDataModule):
     """Kuzushiji-MNIST (Clanuwat et al. 2018): ten cursive hiragana, same sizes and format as MNIST."""
 
-    name = "kmnist"
+    dataset_name = "kmnist"
     torchvision_name = "KMNIST"
     classes = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
     layouts = ("", "KMNIST/raw", "kmnist")

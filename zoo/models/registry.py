@@ -104,4 +104,6 @@ def _check_weights(name: str, weights: str | None) -> None:
         UnknownWeightsError: ``weights`` is not ``None``.
     """
     if weights is not None:
-        raise UnknownWeightsError(f"model '{name}' has no pretrained weights named '{weights}' (available: none)")
+        raise UnknownWeightsError(
+            f"model '{name}' has no pretrained weights named '{weights}' (available: none)"
+        )

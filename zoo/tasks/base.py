@@ -61,7 +61,7 @@ class BaseTask(L.LightningModule):
         rebuild the network behind the optimiser's back.
         """
 
-    def configure_losses(self) -> None:  # noqa: B027 - optional hook
+    def configure_losses(self) -> None:
         """Build the loss function(s), when they are modules or need settings."""
 
     @abstractmethod

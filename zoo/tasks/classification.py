@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.errors import ZooError
@@ -33,6 +33,7 @@ class ClassificationTask(BaseTask):
     ``val_acc``.
     """
 
+    num_classes: int
     monitor: ClassVar[str] = "val_acc"
     mode: ClassVar[Literal["min", "max"]] = "max"
 
@@ -68,7 +69,7 @@ class ClassificationTask(BaseTask):
 
     def configure_metrics(self) -> MetricCollection:
         """Top-1 accuracy, and top-5 when there are more than five classes."""
-        metrics: dict[str, MulticlassAccuracy] = {
+        metrics: dict[str, Metric | MetricCollection] = {
             "acc": MulticlassAccuracy(self.num_classes, average="micro"),
         }
         if self.num_classes > 5:
@@ -87,8 +88,9 @@ class ClassificationTask(BaseTask):
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         metrics = self.metrics_of(stage)
         metrics.update(logits, labels)
-        on_step = stage == "train"
-        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+        self.log(
+            f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, sync_dist=True
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "test")
         if stage == "test":
             self.class_accuracy.update(logits, labels)
@@ -100,8 +102,8 @@ class ClassificationTask(BaseTask):
         self.class_accuracy.reset()
         names = getattr(getattr(self.trainer, "datamodule", None), "classes", None)
         names = list(names) if names is not None and len(names) == len(per_class) else range(len(per_class))
-        for name, value in zip(names, per_class, strict=True):
-            self.log(f"test_acc/{name}", value)
+        # already gathered from every rank by torchmetrics; sync_dist only averages identical values
+        self.log_dict({f"test_acc/{n}": v for n, v in zip(names, per_class, strict=True)}, sync_dist=True)
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Predicted class, its probability, and the true label of every image in the batch."""

@@ -57,4 +57,4 @@ class WarmupCosine(LRScheduler):
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         """Rates for the current step, one per parameter group."""
-        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+        return [float(base) * self.factor(self.last_epoch) for base in self.base_lrs]

@@ -1,0 +1,49 @@
+"""Callbacks that tests add to real CLI runs (through an extra ``--config``) to observe or interrupt them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+
+class KillAtStep(L.Callback):
+    """SIGKILL the training process just before optimiser step ``step`` (a crash with no clean-up at all)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordShards(L.Callback):
+    """Write, per rank and epoch, the training-set indices this rank's loader draws and the batches it ran."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.batches = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.batches = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self.batches += 1
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        record = {
+            "rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "indices": loader.sampler.indices().tolist(),
+            "train_size": len(loader.images),
+            "batches": self.batches,
+        }
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        name = f"rank{trainer.global_rank}-epoch{trainer.current_epoch}.json"
+        (self.out_dir / name).write_text(json.dumps(record))

@@ -1,0 +1,324 @@
+"""The command line, end to end: every recipe, run folders, W&B, DDP, resume after SIGKILL, and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import REPO, make_cifar10, make_idx_dataset, require_fashion_mnist
+
+from zoo.cli import list_recipes, main
+
+RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
+TESTS = Path(__file__).resolve().parent
+
+
+def data_root_for(recipe: str, tmp_path: Path) -> Path:
+    """Fabricated files in the format the recipe's DataModule reads."""
+    data_class = yaml.safe_load((REPO / "recipes" / f"{recipe}.yaml").read_text())["data"]["class_path"]
+    if "CIFAR10" in data_class:
+        return make_cifar10(tmp_path / "cifar", per_batch=40)
+    return make_idx_dataset(tmp_path / "idx", n_train=300, n_test=100)
+
+
+def run_zoo(
+    command: str, *args: str, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Run ``python -m zoo.<command>`` as a user would, in a separate process."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(TESTS), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", f"zoo.{command}", *args],
+        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=TESTS.parent,
+    )  # fmt: skip
+
+
+def small_fit_args(root: Path, runs: Path, *extra: str) -> list[str]:
+    return [
+        "--recipe", "lenet5_fashionmnist",
+        "--data.init_args.root", str(root),
+        "--data.init_args.val_size", "100",
+        "--data.init_args.batch_size", "32",
+        "--trainer.default_root_dir", str(runs),
+        "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        *extra,
+    ]  # fmt: skip
+
+
+def run_folder(stdout: str) -> Path:
+    """The run folder named by the last line a fit prints."""
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("run folder: "), last
+    return Path(last.removeprefix("run folder: "))
+
+
+def test_list_names_every_recipe_with_its_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main("fit", ["--list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == RECIPES == list(list_recipes())
+    for line in lines:
+        assert "reproduces test_acc" in line
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_runs_through_the_cli(
+    recipe: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = data_root_for(recipe, tmp_path)
+    args = ["--recipe", recipe, "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu",
+            "--data.init_args.root", str(root), "--data.init_args.val_size", "20",
+            "--trainer.default_root_dir", str(tmp_path / "runs")]  # fmt: skip
+    assert main("fit", args) == 0
+    folder = run_folder(capsys.readouterr().out)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["test_acc"] <= 1.0
+    assert metrics["reference"]["metric"] == "test_acc"
+    assert (folder / "config.yaml").is_file()
+
+
+def test_fit_leaves_a_complete_run_folder(idx_root: Path, tmp_path: Path) -> None:
+    result = run_zoo("fit", *small_fit_args(idx_root, tmp_path / "runs", "--trainer.max_epochs", "2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = run_folder(result.stdout)
+    assert folder.parent == tmp_path / "runs" / "lenet5_fashionmnist"
+    assert {"config.yaml", "last.ckpt", "best.ckpt", "metrics.json"} <= {p.name for p in folder.iterdir()}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics["val"]) >= {"val_acc", "val_loss"} and set(metrics["test"]) >= {
+        "test_acc",
+        "test_loss",
+    }
+    assert (
+        metrics["epochs"] == 2 and metrics["test"]["test_acc"] > 0.5
+    )  # the fabricated classes are learnable
+    assert "test_acc/T-shirt/top" in metrics["test"]  # per-class accuracy, by class name
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["trainer"]["max_epochs"] == 2 and config["model"]["init_args"]["model"] == "lenet5"
+    # one offline W&B run in the run folder, carrying the resolved config
+    (wandb_run,) = (folder / "wandb").glob("offline-run-*")
+    (records,) = wandb_run.glob("*.wandb")
+    assert b"save_every_n_steps" in records.read_bytes()
+    assert "wandb sync" in result.stdout
+
+    # zoo.test evaluates a checkpoint; zoo.predict writes a CSV and refuses to overwrite it
+    common = ["--recipe", "lenet5_fashionmnist", "--data.init_args.root", str(idx_root),
+              "--data.init_args.val_size", "100", "--ckpt_path", str(folder / "best.ckpt")]  # fmt: skip
+    tested = run_zoo("test", *common)
+    assert tested.returncode == 0, tested.stderr[-2000:]
+    assert json.loads(tested.stdout[tested.stdout.rindex("{") :])["test_acc"] == metrics["test"]["test_acc"]
+    output = tmp_path / "predictions.csv"
+    predicted = run_zoo("predict", *common, "--output", str(output))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    rows = output.read_text().splitlines()
+    assert rows[0].startswith("index,label,predicted") and len(rows) == 1 + 200
+    again = run_zoo("predict", *common, "--output", str(output))
+    assert again.returncode == 2 and "exists" in again.stderr and output.read_text().splitlines() == rows
+
+
+def test_ddp_on_two_cpu_processes_shares_out_the_data(idx_root: Path, tmp_path: Path) -> None:
+    probe = tmp_path / "probe.yaml"
+    shards = tmp_path / "shards"
+    probe.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "probes.RecordShards", "init_args": {"out_dir": str(shards)}}]}}))  # fmt: skip
+    args = small_fit_args(idx_root, tmp_path / "runs", "--config", str(probe), "--trainer.max_epochs", "2",
+                          "--trainer.devices", "2", "--trainer.strategy", "ddp")  # fmt: skip
+    result = run_zoo("fit", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = run_folder(result.stdout)
+    assert json.loads((folder / "metrics.json").read_text())["devices"] == 2
+    assert len(list((folder / "wandb").glob("offline-run-*"))) == 1
+    assert len(list((tmp_path / "runs" / "lenet5_fashionmnist").iterdir())) == 1  # both ranks, one folder
+    for epoch in (0, 1):
+        rank0, rank1 = (json.loads((shards / f"rank{r}-epoch{epoch}.json").read_text()) for r in (0, 1))
+        assert rank0["world_size"] == rank1["world_size"] == 2
+        assert not set(rank0["indices"]) & set(rank1["indices"])
+        assert len(rank0["indices"]) == len(rank1["indices"]) == rank0["train_size"] // 2
+        assert rank0["batches"] == rank1["batches"] == -(-len(rank0["indices"]) // 32)
+    first = json.loads((shards / "rank0-epoch0.json").read_text())["indices"]
+    assert first != json.loads((shards / "rank0-epoch1.json").read_text())["indices"]  # reshuffled per epoch
+
+
+def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(idx_root: Path, tmp_path: Path) -> None:
+    # 200 training images, batch 32: 7 steps an epoch; last.ckpt every 3 steps; killed before step 11 (epoch 1)
+    common = ["--trainer.max_epochs", "3", "--save_every_n_steps", "3", "--trainer.logger", "false",
+              "--data.init_args.pad", "2"]  # fmt: skip
+    make_idx_dataset(tmp_path / "small", n_train=300, n_test=50)
+    straight = run_zoo("fit", *small_fit_args(tmp_path / "small", tmp_path / "a", *common))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    kill = tmp_path / "kill.yaml"
+    kill.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "probes.KillAtStep", "init_args": {"step": 11}}]}}))  # fmt: skip
+    killed = run_zoo(
+        "fit", *small_fit_args(tmp_path / "small", tmp_path / "b", *common, "--config", str(kill))
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    (folder,) = (tmp_path / "b" / "lenet5_fashionmnist").iterdir()
+    assert not (folder / "metrics.json").exists()
+    saved = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 9 and saved["global_step"] % 7 != 0  # mid-epoch
+
+    resumed = run_zoo(
+        "fit", *small_fit_args(tmp_path / "small", tmp_path / "b", *common, "--ckpt_path", "last")
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert run_folder(resumed.stdout) == folder
+
+    expected = torch.load(run_folder(straight.stdout) / "last.ckpt", map_location="cpu", weights_only=True)
+    got = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
+    assert got["global_step"] == expected["global_step"] == 21
+    for name, tensor in expected["state_dict"].items():
+        assert torch.equal(tensor, got["state_dict"][name]), name
+
+
+@pytest.mark.real_data
+def test_lenet5_one_epoch_on_real_fashion_mnist(tmp_path: Path) -> None:
+    require_fashion_mnist()
+    result = run_zoo("fit", "--recipe", "lenet5_fashionmnist", "--trainer.max_epochs", "1",
+                     "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_folder(result.stdout) / "metrics.json").read_text())
+    assert metrics["test"]["test_acc"] >= 0.85, metrics["test"]
+
+
+# ---- bad input: one line on stderr, exit status 2, nothing overwritten --------------------------------------
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("zoo.") and ": error: " in last, last
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+def bad_idx_root(tmp_path: Path, damage: str) -> Path:
+    root = make_idx_dataset(tmp_path / damage, n_train=100, n_test=20)
+    target = root / "train-images-idx3-ubyte.gz"
+    if damage == "truncated":
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    else:  # wrong magic: the header claims signed ints instead of unsigned bytes
+        raw = bytearray(gzip.decompress(target.read_bytes()))
+        raw[2] = 0x0C
+        target.write_bytes(gzip.compress(bytes(raw)))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--recipe", "lenet5_fashionmnst"], ["unknown recipe", "lenet5_fashionmnist"]),
+        (
+            ["--recipe", "lenet5_fashionmnist", "--model.init_args.model", "lenet"],
+            ["unknown model 'lenet'", "lenet5"],
+        ),
+        (["--recipe", "lenet5_fashionmnist", "--trainer.max_epoch", "3"], ["max_epoch"]),
+        (["--recipe", "lenet5_fashionmnist", "--trainer.max_epochs", "three"], ["max_epochs", "three"]),
+        (
+            ["--recipe", "mlp_mnist", "--data.init_args.root", "{empty}"],
+            ["mnist not found", "--data.download"],
+        ),
+        (
+            [
+                "--recipe",
+                "lenet5_fashionmnist",
+                "--data.init_args.root",
+                "{idx}",
+                "--data.init_args.val_size",
+                "20",
+                "--model.init_args.num_classes",
+                "5",
+            ],
+            ["num_classes=5", "10 classes"],
+        ),
+        (
+            ["--recipe", "lenet5_fashionmnist", "--data.init_args.root", "{truncated}"],
+            ["train-images", "truncated"],
+        ),
+        (["--recipe", "lenet5_fashionmnist", "--data.init_args.root", "{magic}"], ["not an IDX file"]),
+        (
+            ["--recipe", "vgg16_cifar", "--data.init_args.root", "{corrupt_cifar}"],
+            ["data_batch_3", "CIFAR pickle"],
+        ),
+        (["--recipe", "{bad_yaml}"], ["not valid YAML", "line 4"]),
+    ],
+    ids=[
+        "recipe",
+        "model",
+        "key",
+        "type",
+        "missing-data",
+        "num-classes",
+        "truncated-idx",
+        "idx-magic",
+        "corrupt-cifar",
+        "yaml",
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], fragments: list[str], tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    cifar = make_cifar10(tmp_path / "c", per_batch=10) / "cifar-10-batches-py" / "data_batch_3"
+    cifar.write_bytes(cifar.read_bytes()[:200])
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("model:\n  class_path: zoo.tasks.ClassificationTask\n  init_args: [unclosed\n")
+    places = {
+        "{empty}": tmp_path / "empty",
+        "{idx}": make_idx_dataset(tmp_path / "ok", n_train=100, n_test=20),
+        "{truncated}": bad_idx_root(tmp_path, "truncated"),
+        "{magic}": bad_idx_root(tmp_path, "magic"),
+        "{corrupt_cifar}": tmp_path / "c",
+        "{bad_yaml}": bad_yaml,
+    }
+    args = [str(places.get(a, a)) for a in args]
+    result = run_zoo(
+        "fit", *args, "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.accelerator", "cpu"
+    )
+    assert_one_line_error(result, *fragments)
+
+
+def test_bad_checkpoints_are_refused(idx_root: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Payload()}, evil)
+    common = ["--recipe", "lenet5_fashionmnist", "--data.init_args.root", str(idx_root)]
+    for path, fragment in ((evil, "cannot be loaded safely"), (tmp_path / "nope.ckpt", "does not exist")):
+        assert_one_line_error(run_zoo("test", *common, "--ckpt_path", str(path)), fragment)
+    assert not marker.exists()
+    assert_one_line_error(run_zoo("test", *common), "needs --ckpt_path")
+    assert_one_line_error(run_zoo("fit", *common, "--ckpt_path", "last", "--trainer.default_root_dir",
+                                  str(tmp_path / "none")), "no run with a last.ckpt")  # fmt: skip
+
+
+def test_an_existing_run_folder_is_not_overwritten(idx_root: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "last.ckpt").write_bytes(b"precious")
+    result = run_zoo("fit", *small_fit_args(idx_root, tmp_path / "runs", "--run_dir", str(folder)))
+    assert_one_line_error(result, "already holds a run")
+    assert (folder / "last.ckpt").read_bytes() == b"precious"
+
+
+def test_nan_loss_stops_the_run_naming_the_step(idx_root: Path, tmp_path: Path) -> None:
+    result = run_zoo("fit", *small_fit_args(idx_root, tmp_path / "runs", "--optimizer.init_args.lr", "1e12",
+                                            "--trainer.logger", "false"))  # fmt: skip
+    assert_one_line_error(result, "loss became", "at step")
+
+
+def test_pickled_cifar_module_is_not_needed_to_read_the_data() -> None:
+    # the fabricated CIFAR pickles hold only builtins and numpy arrays, as the originals do
+    batch = pickle.dumps({"data": torch.zeros(1).numpy(), "labels": [0]}, protocol=2)
+    assert b"numpy" in batch and b"zoo" not in batch
