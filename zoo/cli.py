@@ -136,7 +136,10 @@ def _wandb_logged_in() -> bool:
 
 
 def _is_child_rank() -> bool:
-    return int(os.environ.get("LOCAL_RANK", "0")) != 0 or int(os.environ.get("NODE_RANK", "0")) != 0
+    """Whether this process is a rank other than zero of a multi-process launch."""
+    return any(
+        int(os.environ.get(name, "0")) != 0 for name in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+    )
 
 
 def _loggers(value: Any) -> list[Any]:
@@ -227,30 +230,39 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
                         init.log_model = True
 
         def _choose_run_dir(self, root: Path) -> Path:
-            if _is_child_rank() and os.environ.get(_RUN_DIR_ENV):
-                return Path(os.environ[_RUN_DIR_ENV])
-            if self.ckpt_path == "last":
+            child = _is_child_rank()
+            if child and os.environ.get(
+                _RUN_DIR_ENV
+            ):  # started by our own rank zero (Lightning's DDP launcher)
+                run_dir = Path(os.environ[_RUN_DIR_ENV])
+            elif self.ckpt_path == "last":
                 run_dir = _latest_run(root / recipe_name)
-                self.ckpt_path = str(run_dir / LastCheckpoint.FILENAME)
             elif self.ckpt_path:
                 checkpoint = _checked_checkpoint(Path(self.ckpt_path))
-                self.ckpt_path = str(checkpoint)
-                run_dir = (
-                    checkpoint.parent
-                    if (checkpoint.parent / "config.yaml").is_file()
-                    else _new_run_dir(root / recipe_name)
-                )
-            elif self.config.run_dir:
+                ours = (checkpoint.parent / "config.yaml").is_file()
+                run_dir = checkpoint.parent if ours else self._fresh_run_dir(root / recipe_name, child)
+            else:
+                run_dir = self._fresh_run_dir(root / recipe_name, child)
+            if self.ckpt_path == "last":
+                self.ckpt_path = str(run_dir / LastCheckpoint.FILENAME)
+            os.environ[_RUN_DIR_ENV] = str(run_dir)
+            return run_dir
+
+        def _fresh_run_dir(self, parent: Path, child: bool) -> Path:
+            if self.config.run_dir:
                 run_dir = Path(self.config.run_dir)
-                if (run_dir / LastCheckpoint.FILENAME).exists():
+                if not child and (run_dir / LastCheckpoint.FILENAME).exists():
                     raise ZooError(
                         f"{run_dir} already holds a run; resume it with --ckpt_path last or pick another"
                     )
                 run_dir.mkdir(parents=True, exist_ok=True)
-            else:
-                run_dir = _new_run_dir(root / recipe_name)
-            os.environ[_RUN_DIR_ENV] = str(run_dir)
-            return run_dir
+                return run_dir
+            if child:
+                raise ZooError(
+                    "this process is one rank of a multi-process launch (torchrun, SLURM): pass --run_dir so that "
+                    "every process writes to the same run folder"
+                )
+            return _new_run_dir(parent)
 
         def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
             trainer_config = self._get(self.config_init, "trainer", default={})
