@@ -322,3 +322,10 @@ def test_pickled_cifar_module_is_not_needed_to_read_the_data() -> None:
     # the fabricated CIFAR pickles hold only builtins and numpy arrays, as the originals do
     batch = pickle.dumps({"data": torch.zeros(1).numpy(), "labels": [0]}, protocol=2)
     assert b"numpy" in batch and b"zoo" not in batch
+
+
+def test_a_torchrun_rank_without_run_dir_is_told_to_name_one(idx_root: Path, tmp_path: Path) -> None:
+    args = small_fit_args(idx_root, tmp_path / "runs")
+    result = run_zoo("fit", *args, env={"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"})
+    assert_one_line_error(result, "--run_dir")
+    assert not (tmp_path / "runs").exists()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
+from zoo.models.base import Backbone
 from zoo.models.registry import _check_weights, register_model
 
 __all__ = ["ConvNet", "convnet"]
@@ -19,7 +19,7 @@ __all__ = ["ConvNet", "convnet"]
 cfgs: dict[str, list[int | str]] = {"convnet": [32, "M", 64, "M", 128]}
 
 
-class ConvNet(nn.Module):
+class ConvNet(Backbone):
     """Conv(32)→ReLU→Pool → Conv(64)→ReLU→Pool → Conv(128)→ReLU → Flatten → Linear(num_classes).
 
     Convolutions are 3x3 without padding ("valid", as in Keras), pools are 2x2 with stride 2, so a
@@ -60,18 +60,6 @@ class ConvNet(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Last feature map ``(B, 128, s, s)`` of images ``(B, C, H, W)``."""
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` from the output of :meth:`forward_features`."""
-        return self.classifier(torch.flatten(x, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` of images ``(B, C, H, W)``."""
-        return self.forward_head(self.forward_features(x))
 
 
 def _convnet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> ConvNet:

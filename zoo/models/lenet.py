@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
 from torch import nn
 
+from zoo.models.base import Backbone
 from zoo.models.registry import _check_weights, register_model
 
 __all__ = ["LeNet5", "lenet5"]
@@ -19,7 +19,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 _POOLS: dict[str, type[nn.Module]] = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 
 
-class LeNet5(nn.Module):
+class LeNet5(Backbone):
     """C1 conv 6@5x5 → S2 pool → C3 conv 16@5x5 → S4 pool → C5 120 → F6 84 → output.
 
     Departures from the paper, all usual in modern re-implementations:
@@ -80,18 +80,6 @@ class LeNet5(nn.Module):
             act(),
             nn.Linear(84, num_classes),
         )
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """S4 feature map ``(B, 16, 5, 5)`` of images ``(B, C, 32, 32)`` or ``(B, C, 28, 28)``."""
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` from the output of :meth:`forward_features` (C5, F6, output)."""
-        return self.classifier(torch.flatten(x, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` of images ``(B, C, H, W)``."""
-        return self.forward_head(self.forward_features(x))
 
 
 def _lenet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> LeNet5:

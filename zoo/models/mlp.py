@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
+from zoo.models.base import Backbone
 from zoo.models.registry import _check_weights, register_model
 
 __all__ = ["MLP", "mlp"]
 
 
-class MLP(nn.Module):
+class MLP(Backbone):
     """Flatten → Linear(C·H·W, hidden) → ReLU → Linear(hidden, num_classes).
 
     Weights start as Keras initialises them (Glorot-uniform, zero bias), as in the book.
@@ -45,18 +45,6 @@ class MLP(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Hidden activations ``(B, hidden)`` of images ``(B, C, H, W)``."""
-        return self.features(x)
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` from the output of :meth:`forward_features`."""
-        return self.classifier(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` of images ``(B, C, H, W)``."""
-        return self.forward_head(self.forward_features(x))
 
 
 def _mlp(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> MLP:

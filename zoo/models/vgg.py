@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from zoo.models.base import Backbone
 from zoo.models.registry import _check_weights, register_model
 
 __all__ = [
@@ -48,7 +49,7 @@ cfgs: dict[str, list[int | str]] = {
 }  # fmt: skip
 
 
-class VGG(nn.Module):
+class VGG(Backbone):
     """A VGG network: ``features`` (convolutions and pools), ``avgpool`` and ``classifier``.
 
     Weights start as in torchvision: Kaiming-normal (fan-out) convolutions, unit/zero batch-norm
@@ -124,17 +125,9 @@ class VGG(nn.Module):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Last feature map ``(B, 512, H/32, W/32)`` of images ``(B, C, H, W)``."""
-        return self.features(x)
-
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` from the output of :meth:`forward_features`."""
+        """Logits ``(B, num_classes)`` from the last feature map ``(B, 512, H/32, W/32)``."""
         return self.classifier(torch.flatten(self.avgpool(x), 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, num_classes)`` of images ``(B, C, H, W)``."""
-        return self.forward_head(self.forward_features(x))
 
 
 def _vgg(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> VGG:
