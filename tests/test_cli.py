@@ -111,7 +111,7 @@ def test_fit_leaves_a_complete_run_folder(idx_root: Path, tmp_path: Path) -> Non
     # zoo.test evaluates a checkpoint; zoo.predict writes a CSV and refuses to overwrite it
     common = ["--recipe", "lenet5_fashionmnist", "--data.init_args.root", str(idx_root),
               "--data.init_args.val_size", "100", "--ckpt_path", str(folder / "best.ckpt")]  # fmt: skip
-    tested = run_zoo("test", *common)
+    tested = run_zoo("test", "--ckpt_path", str(folder / "best.ckpt"))  # the run folder's config is used
     assert tested.returncode == 0, tested.stderr[-2000:]
     assert json.loads(tested.stdout[tested.stdout.rindex("{") :])["test_acc"] == metrics["test"]["test_acc"]
     output = tmp_path / "predictions.csv"
@@ -299,6 +299,7 @@ def test_bad_checkpoints_are_refused(idx_root: Path, tmp_path: Path) -> None:
         assert_one_line_error(run_zoo("test", *common, "--ckpt_path", str(path)), fragment)
     assert not marker.exists()
     assert_one_line_error(run_zoo("test", *common), "needs --ckpt_path")
+    assert_one_line_error(run_zoo("fit"), "--recipe NAME")
     assert_one_line_error(run_zoo("fit", *common, "--ckpt_path", "last", "--trainer.default_root_dir",
                                   str(tmp_path / "none")), "no run with a last.ckpt")  # fmt: skip
 

@@ -39,6 +39,13 @@ __all__ = ["Reference", "build_cli", "find_recipe", "list_recipes", "main"]
 
 Command = Literal["fit", "test", "predict"]
 
+_USAGE: dict[str, str] = {
+    "fit": "Train a recipe, then test its best checkpoint: python -m zoo.fit --recipe NAME|PATH [--key value ...]. "
+    "--list shows the recipes; --ckpt_path last resumes the latest run of the recipe.",
+    "test": "Evaluate a checkpoint on the test split: python -m zoo.test --ckpt_path PATH [--recipe NAME|PATH].",
+    "predict": "Write a CSV of predictions: python -m zoo.predict --ckpt_path PATH [--recipe NAME|PATH] [--output FILE].",
+}
+
 #: set by the launching process so that the DDP ranks it starts write into the same run folder
 _RUN_DIR_ENV = "_ZOO_RUN_DIR"
 
@@ -231,10 +238,11 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
 
         def _choose_run_dir(self, root: Path) -> Path:
             child = _is_child_rank()
-            if child and os.environ.get(
+            inherited = os.environ.get(
                 _RUN_DIR_ENV
-            ):  # started by our own rank zero (Lightning's DDP launcher)
-                run_dir = Path(os.environ[_RUN_DIR_ENV])
+            )  # set by our rank zero before Lightning started the others
+            if child and inherited:
+                run_dir = Path(inherited)
             elif self.ckpt_path == "last":
                 run_dir = _latest_run(root / recipe_name)
             elif self.ckpt_path:
@@ -300,7 +308,12 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
             seed_everything_default=0,
             run=False,
             args=args,
-            parser_kwargs={"exit_on_error": False, "allow_abbrev": False, "prog": f"python -m zoo.{command}"},
+            parser_kwargs={
+                "exit_on_error": False,
+                "allow_abbrev": False,
+                "prog": f"python -m zoo.{command}",
+                "description": _USAGE[command],
+            },
         )
     except argparse.ArgumentError as error:
         raise ZooError(_one_line(str(error))) from error
@@ -364,9 +377,16 @@ def _checked_checkpoint(path: Path) -> Path:
 
 
 def _hardware() -> str:
+    """The device a run trained on, in words, for metrics.json and docs/results.md."""
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU: {name}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -482,7 +502,17 @@ def _split_zoo_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--recipe")
     parser.add_argument("--list", action="store_true")
-    return parser.parse_known_args(argv)
+    options, rest = parser.parse_known_args(argv)
+    options.ckpt_path = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--ckpt_path"), None)
+    return options, rest
+
+
+def _run_config_of(checkpoint: str | None) -> Path | None:
+    """The ``config.yaml`` of the run folder holding ``checkpoint``, if it is in one."""
+    if checkpoint is None:
+        return None
+    config = Path(checkpoint).expanduser().parent / "config.yaml"
+    return config if config.is_file() else None
 
 
 def _quiet_defaults() -> None:
@@ -508,8 +538,16 @@ def main(command: Command = "fit", argv: list[str] | None = None) -> int:
             read_recipe(recipe)
             rest = ["--config", str(recipe), *rest]
             recipe_name = recipe.stem
-        else:
+        elif command != "fit" and (run_config := _run_config_of(options.ckpt_path)) is not None:
+            # a checkpoint inside a run folder brings its own resolved config
+            rest = ["--config", str(run_config), *rest]
+            recipe_name = run_config.parent.parent.name
+        elif "--config" in rest or {"-h", "--help"} & set(rest):
             recipe_name = "run"
+        else:
+            raise ZooError(
+                "name a recipe with --recipe NAME (`--list` shows them) or a config with --config FILE"
+            )
         _quiet_defaults()
         cli = build_cli(command, recipe_name, rest)
         if command == "fit":

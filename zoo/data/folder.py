@@ -82,6 +82,11 @@ class FolderDataModule(L.LightningDataModule):
         """Number of classes, read by tasks to check that they agree with the data."""
         return len(self.classes)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the batches, for the model summary's output shapes."""
+        return (1 if self.grayscale else 3, self.image_size, self.image_size)
+
     def _transform(self, *, train: bool) -> v2.Compose:
         size = self.image_size
         steps: list[torch.nn.Module] = [v2.Grayscale(1)] if self.grayscale else []
