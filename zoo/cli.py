@@ -549,13 +549,17 @@ def main(command: Command = "fit", argv: list[str] | None = None) -> int:
                 "name a recipe with --recipe NAME (`--list` shows them) or a config with --config FILE"
             )
         _quiet_defaults()
-        cli = build_cli(command, recipe_name, rest)
-        if command == "fit":
-            _fit(cli, recipe_name)
-        elif command == "test":
-            _test(cli)
-        else:
-            _predict(cli)
+        try:
+            cli = build_cli(command, recipe_name, rest)
+            if command == "fit":
+                _fit(cli, recipe_name)
+            elif command == "test":
+                _test(cli)
+            else:
+                _predict(cli)
+        finally:
+            if not _is_child_rank():  # the run folder was for this run's ranks only, not for later runs
+                os.environ.pop(_RUN_DIR_ENV, None)
     except Exception as error:
         user_error = _user_error(error)
         if user_error is None:
