@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 import yaml
 
 from zoo.errors import ZooError
@@ -156,7 +155,7 @@ def _loggers(value: Any) -> list[Any]:
 
 
 def _import_cli() -> Any:
-    # Lightning is imported only once the arguments are known: `--list` and errors answer at once.
+    # torch and Lightning are imported only once the arguments are known: `--list` and errors answer at once.
     from lightning.pytorch.cli import LightningCLI
 
     return LightningCLI
@@ -167,7 +166,7 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichModelSummary, RichProgressBar
 
-    from zoo.callbacks import LastCheckpoint
+    from zoo.callbacks import LastCheckpoint, LogConfig
     from zoo.tasks import BaseTask
 
     class ZooCLI(_import_cli()):  # type: ignore[misc]
@@ -294,7 +293,7 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
                         enable_version_counter=False,
                     ),
                     LastCheckpoint(self.run_dir, every_n_train_steps=self.config.save_every_n_steps),
-                    _LogConfig(self.parser.dump(self.config, skip_none=False)),
+                    LogConfig(yaml.safe_load(self.parser.dump(self.config, skip_none=False))),
                 ]
             return super().instantiate_trainer(callbacks=recipe_callbacks + extra, **kwargs)
 
@@ -317,23 +316,6 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
         )
     except argparse.ArgumentError as error:
         raise ZooError(_one_line(str(error))) from error
-
-
-def _lightning_callback_base() -> type:
-    from lightning.pytorch.callbacks import Callback
-
-    return Callback
-
-
-class _LogConfig(_lightning_callback_base()):  # type: ignore[misc]
-    """Send the resolved config to every logger (W&B's run config) once, on rank zero."""
-
-    def __init__(self, config_yaml: str) -> None:
-        self.config = yaml.safe_load(config_yaml)
-
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        for logger in trainer.loggers:
-            logger.log_hyperparams(self.config)
 
 
 def _one_line(message: str) -> str:
@@ -363,6 +345,8 @@ def _latest_run(parent: Path) -> Path:
 
 def _checked_checkpoint(path: Path) -> Path:
     """Refuse a checkpoint that is missing or would need to unpickle code, before Lightning touches it."""
+    import torch
+
     if not path.is_file():
         raise ZooError(f"checkpoint {path} does not exist")
     try:
@@ -378,6 +362,8 @@ def _checked_checkpoint(path: Path) -> Path:
 
 def _hardware() -> str:
     """The device a run trained on, in words, for metrics.json and docs/results.md."""
+    import torch
+
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
     name = platform.processor() or platform.machine()
@@ -486,12 +472,15 @@ def _predict(cli: Any) -> None:
 
 def _user_error(error: BaseException) -> BaseException | None:
     """The user-facing error behind ``error``: jsonargparse and Lightning wrap the errors raised inside them."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    user_errors: tuple[type[BaseException], ...] = (ZooError,)
+    if "lightning" in sys.modules:  # only Lightning can have raised its own kind
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+        user_errors += (MisconfigurationException,)
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, ZooError | MisconfigurationException):
+        if isinstance(current, user_errors):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__

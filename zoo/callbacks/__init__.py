@@ -1,5 +1,6 @@
 """Callbacks, one per file, usable with any logger."""
 
 from zoo.callbacks.last_checkpoint import LastCheckpoint
+from zoo.callbacks.log_config import LogConfig
 
-__all__ = ["LastCheckpoint"]
+__all__ = ["LastCheckpoint", "LogConfig"]
