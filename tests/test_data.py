@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import make_idx_dataset, require_fashion_mnist, write_idx
+from conftest import make_cifar10, make_idx_dataset, require_fashion_mnist, write_idx
 from PIL import Image
 
 import zoo.data.base
@@ -736,3 +736,12 @@ def test_real_fashion_mnist() -> None:
     assert torch.bincount(test[1]).tolist() == [1000] * 10
     assert dm.mean.item() == pytest.approx(0.286, abs=0.003)
     assert dm.std.item() == pytest.approx(0.353, abs=0.003)
+
+
+def test_gzipped_cifar_pickles_do_not_count_as_the_dataset(tmp_path: Path) -> None:
+    # CIFAR ships as plain pickles; a folder of .gz files must be "not found", not a crash on open()
+    folder = make_cifar10(tmp_path, per_batch=4) / "cifar-10-batches-py"
+    for path in list(folder.iterdir()):
+        path.rename(path.with_name(path.name + ".gz"))
+    with pytest.raises(DataError, match="cifar10 not found"):
+        CIFAR10DataModule(str(tmp_path)).setup()

@@ -174,6 +174,7 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
 
         run_dir: Path | None = None
         ckpt_path: str | None = None
+        resolved_config = ""  # the fit's config as YAML, written to the run folder and sent to the loggers
 
         def add_arguments_to_parser(self, parser: Any) -> None:
             parser.add_argument("--description", type=str, default="", help="What the recipe trains.")
@@ -282,6 +283,7 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
             if trainer_config.get("enable_model_summary") is not False:
                 extra.append(RichModelSummary(max_depth=2))
             if self.run_dir is not None:
+                self.resolved_config = self.parser.dump(self.config, skip_none=False)
                 task = self.model
                 extra += [
                     ModelCheckpoint(
@@ -293,7 +295,7 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
                         enable_version_counter=False,
                     ),
                     LastCheckpoint(self.run_dir, every_n_train_steps=self.config.save_every_n_steps),
-                    LogConfig(yaml.safe_load(self.parser.dump(self.config, skip_none=False))),
+                    LogConfig(yaml.safe_load(self.resolved_config)),
                 ]
             return super().instantiate_trainer(callbacks=recipe_callbacks + extra, **kwargs)
 
@@ -383,7 +385,7 @@ def _fit(cli: Any, recipe_name: str) -> None:
     trainer, task, data = cli.trainer, cli.model, cli.datamodule
     config_file = cli.run_dir / "config.yaml"
     if trainer.is_global_zero and not _is_child_rank() and not config_file.exists():
-        config_file.write_text(cli.parser.dump(cli.config, skip_none=False))
+        config_file.write_text(cli.resolved_config)
     started = time.perf_counter()
     trainer.fit(task, datamodule=data, ckpt_path=cli.ckpt_path, weights_only=True if cli.ckpt_path else None)
     fit_seconds = time.perf_counter() - started

@@ -262,6 +262,8 @@ class InMemoryDataModule(L.LightningDataModule):
     layouts: ClassVar[tuple[str, ...]] = ("",)
     #: files that must all be present in a folder for it to hold the dataset
     required_files: ClassVar[tuple[str, ...]]
+    #: whether each required file may also be present gzipped (``name.gz``)
+    gzip_ok: ClassVar[bool] = False
     #: how to get the data by hand, for the message shown when it is missing
     how_to_get: ClassVar[str] = ""
 
@@ -323,9 +325,9 @@ class InMemoryDataModule(L.LightningDataModule):
     # ---- locating the files ------------------------------------------------------------------------------
 
     def find_folder(self) -> Path | None:
-        """The first searched folder that holds every required file (plain or ``.gz``), or None."""
+        """The first searched folder that holds every required file (or its ``.gz`` when allowed), or None."""
         for folder in dataset_search_dirs(self.root, self.dataset_name, self.layouts):
-            if all(_present(folder, file) for file in self.required_files):
+            if all(_present(folder, file, gzip_ok=self.gzip_ok) for file in self.required_files):
                 return folder
         return None
 
@@ -434,8 +436,8 @@ class InMemoryDataModule(L.LightningDataModule):
         return self._loader("test", train=False)
 
 
-def _present(folder: Path, file: str) -> bool:
-    return (folder / file).is_file() or (folder / f"{file}.gz").is_file()
+def _present(folder: Path, file: str, *, gzip_ok: bool) -> bool:
+    return (folder / file).is_file() or (gzip_ok and (folder / f"{file}.gz").is_file())
 
 
 def resolve(folder: Path, file: str) -> Path:

@@ -69,6 +69,7 @@ class IDXDataModule(InMemoryDataModule):
         "t10k-images-idx3-ubyte",
         "t10k-labels-idx1-ubyte",
     )
+    gzip_ok = True
     #: the torchvision dataset class that knows the download mirrors and checksums
     torchvision_name: ClassVar[str]
 
