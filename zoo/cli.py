@@ -233,7 +233,8 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
                     init.name = init.name or f"{recipe_name}/{self.run_dir.name}"
                     init.id = init.id or f"{recipe_name}-{self.run_dir.name}".replace("/", "-")
                     init.resume = init.resume or "allow"
-                    if os.environ.get("WANDB_MODE") != "offline" and init.log_model is False:
+                    online = os.environ.get("WANDB_MODE", "online") in ("online", "run")
+                    if online and init.log_model is False:  # upload checkpoints only where they can go
                         init.log_model = True
 
         def _choose_run_dir(self, root: Path) -> Path:
