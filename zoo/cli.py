@@ -20,6 +20,7 @@ import csv
 import datetime as dt
 import difflib
 import json
+import logging
 import netrc
 import os
 import platform
@@ -165,6 +166,9 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
     """Parse ``args`` and instantiate the task, the DataModule and the Trainer for ``command``."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichModelSummary, RichProgressBar
+
+    for handler in logging.getLogger("lightning.pytorch").handlers:
+        handler.addFilter(_without_adverts)
 
     from zoo.callbacks import LastCheckpoint, LogConfig
     from zoo.tasks import BaseTask
@@ -319,6 +323,11 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
         )
     except argparse.ArgumentError as error:
         raise ZooError(_one_line(str(error))) from error
+
+
+def _without_adverts(record: logging.LogRecord) -> bool:
+    """Drop Lightning's suggestions to install its cloud services, and its note on our own model summary."""
+    return not record.getMessage().startswith(("💡 Tip", "Trainer already configured with model summary"))
 
 
 def _one_line(message: str) -> str:
@@ -514,6 +523,7 @@ def _quiet_defaults() -> None:
     warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r"LightningCLI.s args parameter is intended.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
 
 
