@@ -114,7 +114,7 @@ class BaseTask(L.LightningModule):
         if self.num_classes is not None and data_classes is not None and data_classes != self.num_classes:
             raise DataError(
                 f"the task has num_classes={self.num_classes} but {type(datamodule).__name__} has "
-                f"{data_classes} classes; set --model.init_args.num_classes {data_classes}"
+                f"{data_classes} classes; set --model.num_classes {data_classes}"
             )
         shape = getattr(datamodule, "image_shape", None)
         if shape is not None:
