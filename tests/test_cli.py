@@ -30,13 +30,19 @@ def data_root_for(recipe: str, tmp_path: Path) -> Path:
 
 
 def run_zoo(
-    command: str, *args: str, env: dict[str, str] | None = None, timeout: int = 300
+    command: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+    timeout: int = 300,
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m zoo.<command>`` as a user would, in a separate process."""
+    """Run ``python -m zoo.<command>`` as a user would, in a separate process, with no terminal to prompt on."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(TESTS), **(env or {})}
+    for name in unset:
+        full_env.pop(name, None)
     return subprocess.run(
         [sys.executable, "-m", f"zoo.{command}", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=TESTS.parent,
+        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=TESTS.parent, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
 
@@ -330,3 +336,16 @@ def test_a_torchrun_rank_without_run_dir_is_told_to_name_one(idx_root: Path, tmp
     result = run_zoo("fit", *args, env={"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"})
     assert_one_line_error(result, "--run_dir")
     assert not (tmp_path / "runs").exists()
+
+
+def test_wandb_goes_offline_without_a_login_and_never_prompts(idx_root: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"  # no ~/.netrc, so no W&B login
+    home.mkdir()
+    args = small_fit_args(idx_root, tmp_path / "runs", "--trainer.max_epochs", "1")
+    result = run_zoo(
+        "fit", *args, env={"HOME": str(home)}, unset=("WANDB_MODE", "WANDB_API_KEY"), timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = run_folder(result.stdout)
+    assert len(list((folder / "wandb").glob("offline-run-*"))) == 1
+    assert f"wandb sync {folder / 'wandb'}" in result.stdout
