@@ -386,22 +386,15 @@ class InMemoryDataModule(L.LightningDataModule):
             )
         return images, labels.long()
 
-    def _device(self) -> torch.device:
-        trainer = self._trainer_or_none()
-        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-
-    def _trainer_or_none(self) -> L.Trainer | None:
-        return self.trainer if getattr(self, "trainer", None) is not None else None
-
     def _loader(self, split: str, *, train: bool) -> InMemoryLoader:
         if not self.splits:
             self.setup()
-        device = self._device()
+        trainer = self.trainer  # None when used without a Trainer: one process on the CPU
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         if split not in self._on_device or self._on_device[split][0].device != device:
             images, labels = self.splits[split]
             self._on_device[split] = images.to(device), labels.to(device)
         images, labels = self._on_device[split]
-        trainer = self._trainer_or_none()
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         sampler = ShardSampler(len(images), shuffle=train, seed=self.seed, rank=rank, world_size=world)
         return InMemoryLoader(
