@@ -243,9 +243,8 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
 
         def _choose_run_dir(self, root: Path) -> Path:
             child = _is_child_rank()
-            inherited = os.environ.get(
-                _RUN_DIR_ENV
-            )  # set by our rank zero before Lightning started the others
+            # set by our rank zero before Lightning's launcher started the other ranks
+            inherited = os.environ.get(_RUN_DIR_ENV)
             if child and inherited:
                 run_dir = Path(inherited)
             elif self.ckpt_path == "last":
@@ -406,9 +405,6 @@ def _fit(cli: Any, recipe_name: str) -> None:
     safe = True if ckpt else None
     val = trainer.validate(task, datamodule=data, ckpt_path=ckpt, verbose=False, weights_only=safe)
     test = trainer.test(task, datamodule=data, ckpt_path=ckpt, weights_only=safe)
-    for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger" and trainer.is_global_zero:
-            logger.experiment.finish()  # the next run in this process must not append to this one
     if not trainer.is_global_zero:
         return
     run_dir: Path = cli.run_dir
@@ -433,8 +429,10 @@ def _fit(cli: Any, recipe_name: str) -> None:
     if reference is not None and reached is not None:
         print(f"{reference.metric} {reached:.4f} (published {reference.value} by {reference.source})")
     for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger" and os.environ.get("WANDB_MODE") == "offline":
-            print(f"W&B ran offline; upload with: wandb sync {run_dir / 'wandb'}/offline-run-*")
+        if type(logger).__name__ == "WandbLogger":
+            logger.experiment.finish()  # the next run in this process must not append to this one
+            if os.environ.get("WANDB_MODE") == "offline":
+                print(f"W&B ran offline; upload with: wandb sync {run_dir / 'wandb'}/offline-run-*")
     print(f"run folder: {run_dir}")
 
 
