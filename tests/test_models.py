@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.models import create_model, list_models, register_model, registry
+from zoo.models import create_model, list_models, list_weights, register_model, registry
 from zoo.models.registry import UnknownModelError
 from zoo.models.vgg import vgg11, vgg16
 
@@ -26,7 +26,33 @@ INPUTS: dict[str, list[tuple[dict[str, Any], tuple[int, int, int]]]] = {
     "mlp": [({}, (1, 28, 28))],
     "convnet": [({}, (1, 28, 28))],
     "lenet5": [({"image_size": 28}, (1, 28, 28)), ({}, (1, 32, 32))],
-    "vgg*": [({"num_classes": 10, "head": "cifar"}, (3, 32, 32))],
+    "keras_cnn": [({}, (1, 28, 28))],
+    # the ImageNet architectures at 32x32 and 28x28, each in its documented small-image form
+    "vgg*": [
+        ({"num_classes": 10, "head": "cifar"}, (3, 32, 32)),
+        ({"num_classes": 10, "in_channels": 1, "head": "cifar", "image_size": 28}, (1, 28, 28)),
+    ],
+    "alexnet": [
+        ({"num_classes": 10, "head": "cifar"}, (3, 32, 32)),
+        ({"num_classes": 10, "in_channels": 1, "head": "cifar", "image_size": 28}, (1, 28, 28)),
+    ],
+    "googlenet": [
+        ({"num_classes": 10, "stem": "cifar"}, (3, 32, 32)),
+        ({"num_classes": 10, "in_channels": 1, "stem": "cifar"}, (1, 28, 28)),
+    ],
+    **{
+        name: [
+            ({"num_classes": 10, "stem": "cifar"}, (3, 32, 32)),
+            ({"num_classes": 10, "in_channels": 1, "stem": "cifar"}, (1, 28, 28)),
+        ]
+        for name in ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    },
+    "resnet18_cifar": [({}, (3, 32, 32)), ({"in_channels": 1}, (1, 28, 28))],
+    **{
+        f"{kind}{depth}": [({}, (3, 32, 32)), ({"in_channels": 1}, (1, 28, 28))]
+        for kind in ("resnet", "plain")
+        for depth in (20, 32, 44, 56, 110)
+    },
 }
 BATCH = 2
 
@@ -57,10 +83,14 @@ def _seed() -> None:
 
 
 def test_list_models() -> None:
-    assert list_models() == sorted(["convnet", "lenet5", "mlp", *VGGS])
+    resnets = [f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)] + ["resnet18_cifar"]
+    plains = [f"plain{d}" for d in (20, 32, 44, 56, 110)]
+    others = ["alexnet", "convnet", "googlenet", "keras_cnn", "lenet5", "mlp"]
+    assert list_models() == sorted([*others, *VGGS, *resnets, *plains])
     assert list_models("vgg*") == VGGS
     assert list_models("*_bn") == [name for name in VGGS if name.endswith("_bn")]
-    assert list_models("resnet*") == []
+    assert list_models("resnet*") == sorted(resnets)
+    assert list_models("inception*") == []
 
 
 def test_duplicate_registration_raises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,7 +118,9 @@ def test_registry_left_clean() -> None:
 def test_unknown_model_names_close_matches() -> None:
     with pytest.raises(UnknownModelError) as info:
         create_model("lenet")
-    assert str(info.value) == "unknown model 'lenet' (did you mean: lenet5?); see zoo.models.list_models()"
+    assert str(info.value) == (
+        "unknown model 'lenet' (did you mean: lenet5, alexnet, googlenet?); see zoo.models.list_models()"
+    )
     assert isinstance(info.value, ValueError) and isinstance(info.value, ZooError)
     with pytest.raises(UnknownModelError, match=r"did you mean: vgg16_bn"):
         create_model("vgg16bn")
@@ -98,15 +130,19 @@ def test_unknown_model_names_close_matches() -> None:
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_weights_raise_clear_error(name: str) -> None:
-    message = f"model '{name}' has no pretrained weights named 'imagenet' (available: none)"
+def test_unknown_weights_raise_clear_error(name: str) -> None:
+    available = ", ".join(w.split(".")[1] for w in list_weights(name)) or "none"
+    message = f"model '{name}' has no pretrained weights named 'unknown' (available: {available})"
     with pytest.raises(ValueError) as info:
-        create_model(name, weights="imagenet")
+        create_model(name, weights="unknown")
     assert str(info.value) == message
+    assert isinstance(info.value, ZooError)
 
 
 def test_builders_reject_weights_when_called_directly() -> None:
-    with pytest.raises(ValueError, match="model 'vgg16' has no pretrained weights named 'x'"):
+    with pytest.raises(
+        ValueError, match=r"model 'vgg16' has no pretrained weights named 'x' \(available: imagenet\)"
+    ):
         vgg16(weights="x")
 
 
@@ -163,6 +199,12 @@ def test_in_channels_one(name: str) -> None:
         ("vgg16", {}, 138_357_544),  # torchvision
         ("vgg16_bn", {}, 138_365_992),  # torchvision
         ("vgg16_bn", {"num_classes": 10, "head": "cifar"}, 14_728_266),  # kuangliu/pytorch-cifar VGG16
+        ("vgg16_bn", {"num_classes": 10, "head": "cifar", "image_size": 28}, 14_728_266),
+        ("keras_cnn", {}, 61_482),  # Keras tutorial CNN
+        ("alexnet", {}, 61_100_840),  # torchvision
+        ("googlenet", {}, 6_624_904),  # torchvision, without the auxiliary heads
+        ("resnet18", {}, 11_689_512),  # torchvision
+        ("resnet50", {}, 25_557_032),  # torchvision
     ],
 )
 def test_parameter_count(name: str, kwargs: dict[str, Any], expected: int) -> None:
@@ -214,6 +256,7 @@ def test_lenet5_options() -> None:
         ("lenet5", {"pool": "lp"}, "pool must be one of"),
         ("convnet", {"image_size": 8}, "too small"),
         ("vgg11", {"head": "coco"}, "head must be 'imagenet' or 'cifar'"),
+        ("vgg11", {"head": "cifar", "image_size": 30}, "32x32 or 28x28"),
     ],
 )
 def test_bad_options_raise(name: str, kwargs: dict[str, Any], match: str) -> None:
@@ -231,3 +274,18 @@ def test_models_never_import_lightning() -> None:
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+
+
+@pytest.mark.parametrize(("depth", "millions"), [(20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85), (110, 1.7)])
+def test_cifar_resnets_match_he_et_al_table_6(depth: int, millions: float) -> None:
+    for kind in ("resnet", "plain"):
+        count = _num_params(create_model(f"{kind}{depth}"))
+        assert round(count / 1e6, 2 if millions < 1 else 1) == millions, (kind, depth, count)
+
+
+def test_vgg_cifar_head_at_28_has_the_maps_of_32() -> None:
+    f28 = create_model("vgg11", head="cifar", image_size=28, in_channels=1).forward_features(
+        torch.zeros(1, 1, 28, 28)
+    )
+    f32 = create_model("vgg11", head="cifar").forward_features(torch.zeros(1, 3, 32, 32))
+    assert f28.shape == f32.shape == (1, 512, 1, 1)

@@ -56,13 +56,14 @@ class Reference:
 
     Args:
         metric: the metric as zoo logs it, e.g. ``test_acc``.
-        value: the published value, in the same units as the metric (accuracy as a fraction).
+        value: the published value, in the same units as the metric (accuracy as a fraction); None where the
+            source gives curves only (He et al.'s plain nets), and the note says what to compare.
         source: where it was published.
         note: anything a reader needs to compare fairly (schedule, augmentation, hardware).
     """
 
     metric: str
-    value: float
+    value: float | None
     source: str
     note: str = ""
 
@@ -122,7 +123,8 @@ def describe_recipes() -> list[str]:
         recipe = read_recipe(path)
         reference = recipe.get("reference") or {}
         published = (
-            f"reproduces {reference['metric']} {reference['value']} ({reference['source']})"
+            f"reproduces {reference['metric']} {reference['value'] if reference['value'] is not None else '(curves)'}"
+            f" ({reference['source']})"
             if {"metric", "value", "source"} <= reference.keys()
             else "no published reference"
         )
@@ -427,7 +429,8 @@ def _fit(cli: Any, recipe_name: str) -> None:
     reference = cfg.reference
     reached = result["test"].get(reference.metric) if reference is not None else None
     if reference is not None and reached is not None:
-        print(f"{reference.metric} {reached:.4f} (published {reference.value} by {reference.source})")
+        published = reference.value if reference.value is not None else reference.note
+        print(f"{reference.metric} {reached:.4f} (published {published} by {reference.source})")
     for logger in trainer.loggers:
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()  # the next run in this process must not append to this one

@@ -2,10 +2,21 @@
 
 This package never imports Lightning. Every network has ``forward_features`` (the backbone's output)
 and ``forward_head`` (features → logits), with ``forward(x) == forward_head(forward_features(x))``.
+Pretrained weights are listed by :func:`list_weights` and loaded with ``create_model(name, weights=TAG)``.
 """
 
-# Importing the family modules registers their builders.
-from zoo.models import convnet, lenet, mlp, vgg  # noqa: F401
+# Importing the family modules registers their builders and weights.
+from zoo.models import alexnet, convnet, googlenet, lenet, mlp, resnet, resnet_cifar, vgg  # noqa: F401
 from zoo.models.registry import UnknownModelError, create_model, list_models, register_model
+from zoo.models.weights import UnknownWeightsError, Weights, WeightsError, list_weights
 
-__all__ = ["UnknownModelError", "create_model", "list_models", "register_model"]
+__all__ = [
+    "UnknownModelError",
+    "UnknownWeightsError",
+    "Weights",
+    "WeightsError",
+    "create_model",
+    "list_models",
+    "list_weights",
+    "register_model",
+]

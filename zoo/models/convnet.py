@@ -1,7 +1,9 @@
-"""A small convnet: three 3x3 convolutions, two max-pools and one dense layer.
+"""Small convnets in the Keras style: unpadded 3x3 convolutions, 2x2 max-pools, dense layers.
 
-Reference: F. Chollet, *Deep Learning with Python*, 2nd ed., Manning, 2021, chapter 8 (listing 8.1,
-the first MNIST convnet; 104,202 parameters).
+* ``convnet``: F. Chollet, *Deep Learning with Python*, 2nd ed., Manning, 2021, chapter 8 (listing
+  8.1, the first MNIST convnet: three convolutions, one dense layer; 104,202 parameters).
+* ``keras_cnn``: the two-convolution network of the Keras and TensorFlow tutorials (conv 32 → pool →
+  conv 32 → pool → flatten → dense 64 → dense 10; 61,482 parameters at 28x28x1).
 """
 
 from __future__ import annotations
@@ -11,34 +13,47 @@ from typing import Any
 from torch import nn
 
 from zoo.models.base import Backbone
-from zoo.models.registry import _check_weights, register_model
+from zoo.models.registry import register_model
+from zoo.models.weights import load_weights, weights_for
 
-__all__ = ["ConvNet", "convnet"]
+__all__ = ["ConvNet", "convnet", "keras_cnn"]
 
-# Output channels of the 3x3 convolutions; "M" is a 2x2 max-pool.
-cfgs: dict[str, list[int | str]] = {"convnet": [32, "M", 64, "M", 128]}
+# Output channels of the 3x3 convolutions ("M" is a 2x2 max-pool), then the hidden dense layers.
+cfgs: dict[str, tuple[list[int | str], list[int]]] = {
+    "convnet": ([32, "M", 64, "M", 128], []),
+    "keras_cnn": ([32, "M", 32, "M"], [64]),
+}
 
 
 class ConvNet(Backbone):
-    """Conv(32)→ReLU→Pool → Conv(64)→ReLU→Pool → Conv(128)→ReLU → Flatten → Linear(num_classes).
+    """Convolutions and pools (``features``), then ``Flatten`` and dense layers (``classifier``).
 
+    ``convnet`` is Conv(32)→ReLU→Pool → Conv(64)→ReLU→Pool → Conv(128)→ReLU → Flatten → Linear;
+    ``keras_cnn`` is Conv(32)→ReLU→Pool → Conv(32)→ReLU→Pool → Flatten → Linear(64)→ReLU → Linear.
     Convolutions are 3x3 without padding ("valid", as in Keras), pools are 2x2 with stride 2, so a
-    28x28 input becomes a 128x3x3 feature map. Weights start as Keras initialises them
-    (Glorot-uniform, zero bias), as in the book.
+    28x28 input becomes a 128x3x3 (``convnet``) or 32x5x5 (``keras_cnn``) feature map. Weights start
+    as Keras initialises them (Glorot-uniform, zero bias).
 
     Args:
-        cfg: Layer list, e.g. ``cfgs["convnet"]``.
+        cfg: Layer list, e.g. ``cfgs["convnet"][0]``.
         num_classes: Number of output logits.
         in_channels: Channels ``C`` of the input images.
-        image_size: Side of the square input images; fixes the size of the dense layer.
+        image_size: Side of the square input images; fixes the size of the first dense layer.
+        hidden: Widths of the dense layers between ``Flatten`` and the output layer.
 
     Shape:
         Input ``(B, in_channels, image_size, image_size)``; ``forward_features`` gives
-        ``(B, 128, s, s)`` with ``s = 3`` at 28x28; ``forward`` gives logits ``(B, num_classes)``.
+        ``(B, C', s, s)``; ``forward`` gives logits ``(B, num_classes)``.
     """
 
     def __init__(
-        self, cfg: list[int | str], *, num_classes: int, in_channels: int, image_size: int = 28
+        self,
+        cfg: list[int | str],
+        *,
+        num_classes: int,
+        in_channels: int,
+        image_size: int = 28,
+        hidden: list[int] | None = None,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -54,7 +69,12 @@ class ConvNet(Backbone):
                 raise ValueError(f"image_size {image_size} is too small for this convnet")
         self.num_features = channels
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(channels * size * size, num_classes)
+        dense: list[nn.Module] = [nn.Flatten(1)]
+        width = channels * size * size
+        for h in hidden or []:
+            dense += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        self.classifier = nn.Sequential(*dense, nn.Linear(width, num_classes))
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -63,8 +83,11 @@ class ConvNet(Backbone):
 
 
 def _convnet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> ConvNet:
-    _check_weights(name, weights)
-    return ConvNet(cfgs[name], num_classes=num_classes, in_channels=in_channels, **kwargs)
+    pretrained = weights_for(name, weights, num_classes=num_classes, in_channels=in_channels)
+    cfg, hidden = cfgs[name]
+    return load_weights(
+        ConvNet(cfg, num_classes=num_classes, in_channels=in_channels, hidden=hidden, **kwargs), pretrained
+    )
 
 
 @register_model
@@ -73,3 +96,11 @@ def convnet(
 ) -> ConvNet:
     """Chollet's small MNIST convnet; ``image_size`` (28) goes to :class:`ConvNet`."""
     return _convnet("convnet", num_classes=num_classes, in_channels=in_channels, weights=weights, **kwargs)
+
+
+@register_model
+def keras_cnn(
+    *, num_classes: int = 10, in_channels: int = 1, weights: str | None = None, **kwargs: Any
+) -> ConvNet:
+    """The Keras tutorials' two-convolution MNIST network; ``image_size`` (28) goes to :class:`ConvNet`."""
+    return _convnet("keras_cnn", num_classes=num_classes, in_channels=in_channels, weights=weights, **kwargs)

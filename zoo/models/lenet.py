@@ -11,7 +11,8 @@ from typing import Any, Literal
 from torch import nn
 
 from zoo.models.base import Backbone
-from zoo.models.registry import _check_weights, register_model
+from zoo.models.registry import register_model
+from zoo.models.weights import load_weights, weights_for
 
 __all__ = ["LeNet5", "lenet5"]
 
@@ -83,8 +84,8 @@ class LeNet5(Backbone):
 
 
 def _lenet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> LeNet5:
-    _check_weights(name, weights)
-    return LeNet5(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    pretrained = weights_for(name, weights, num_classes=num_classes, in_channels=in_channels)
+    return load_weights(LeNet5(num_classes=num_classes, in_channels=in_channels, **kwargs), pretrained)
 
 
 @register_model

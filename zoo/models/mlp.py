@@ -11,7 +11,8 @@ from typing import Any
 from torch import nn
 
 from zoo.models.base import Backbone
-from zoo.models.registry import _check_weights, register_model
+from zoo.models.registry import register_model
+from zoo.models.weights import load_weights, weights_for
 
 __all__ = ["MLP", "mlp"]
 
@@ -48,8 +49,8 @@ class MLP(Backbone):
 
 
 def _mlp(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> MLP:
-    _check_weights(name, weights)
-    return MLP(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    pretrained = weights_for(name, weights, num_classes=num_classes, in_channels=in_channels)
+    return load_weights(MLP(num_classes=num_classes, in_channels=in_channels, **kwargs), pretrained)
 
 
 @register_model

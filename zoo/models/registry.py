@@ -15,7 +15,7 @@ from torch import nn
 
 from zoo.errors import ZooError
 
-__all__ = ["UnknownModelError", "UnknownWeightsError", "create_model", "list_models", "register_model"]
+__all__ = ["UnknownModelError", "create_model", "list_models", "register_model"]
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
@@ -24,10 +24,6 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 class UnknownModelError(ZooError, ValueError):
     """``create_model`` was given a name that no builder is registered under."""
-
-
-class UnknownWeightsError(ZooError, ValueError):
-    """A builder was asked for pretrained weights it does not have."""
 
 
 def register_model(fn: Builder) -> Builder:
@@ -93,17 +89,3 @@ def create_model(
         raise UnknownModelError(f"unknown model '{name}'{hint}; see zoo.models.list_models()") from None
     given = {"num_classes": num_classes, "in_channels": in_channels, "weights": weights}
     return builder(**{k: v for k, v in given.items() if v is not None}, **kwargs)
-
-
-def _check_weights(name: str, weights: str | None) -> None:
-    """Reject a request for pretrained weights: none exist yet for any model.
-
-    Every family's private builder calls this once, so that the builders themselves stay short.
-
-    Raises:
-        UnknownWeightsError: ``weights`` is not ``None``.
-    """
-    if weights is not None:
-        raise UnknownWeightsError(
-            f"model '{name}' has no pretrained weights named '{weights}' (available: none)"
-        )

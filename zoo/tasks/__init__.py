@@ -2,6 +2,6 @@
 
 from zoo.tasks.base import BaseTask
 from zoo.tasks.classification import ClassificationTask
-from zoo.tasks.schedules import WarmupCosine
+from zoo.tasks.schedules import WarmupCosine, WarmupMultiStep
 
-__all__ = ["BaseTask", "ClassificationTask", "WarmupCosine"]
+__all__ = ["BaseTask", "ClassificationTask", "WarmupCosine", "WarmupMultiStep"]

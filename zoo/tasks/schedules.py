@@ -13,10 +13,37 @@ from typing import ClassVar, Literal
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["WarmupCosine"]
+__all__ = ["RunSchedule", "WarmupCosine", "WarmupMultiStep"]
 
 
-class WarmupCosine(LRScheduler):
+class RunSchedule(LRScheduler):
+    """A schedule that multiplies the base rates by ``factor(step)``, knowing the run's length in steps.
+
+    Subclasses define :meth:`factor`; the task calls :meth:`set_total_steps` when training starts.
+    """
+
+    #: stepped after every optimiser step, not every epoch
+    interval: ClassVar[Literal["step", "epoch"]] = "step"
+    total_steps: int | None
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Fix the length of the run in optimiser steps, and the current rates with it."""
+        self.total_steps = max(1, int(total_steps))
+        rates = self.get_lr()  # the rates set at construction did not know the run's length
+        for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def factor(self, step: int) -> float:
+        """The multiple of the base rate used at ``step``."""
+        raise NotImplementedError
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        """Rates for the current step, one per parameter group."""
+        return [float(base) * self.factor(self.last_epoch) for base in self.base_lrs]
+
+
+class WarmupCosine(RunSchedule):
     """Linear warm-up from 0, then cosine decay to ``final_fraction`` of the base rate, by optimiser step.
 
     Args:
@@ -25,9 +52,6 @@ class WarmupCosine(LRScheduler):
         final_fraction: the rate at the last step, as a fraction of the base rate.
         total_steps: the run's optimiser steps; set by the task at the start of training when left None.
     """
-
-    #: stepped after every optimiser step, not every epoch
-    interval: ClassVar[Literal["step", "epoch"]] = "step"
 
     def __init__(
         self,
@@ -42,10 +66,6 @@ class WarmupCosine(LRScheduler):
         self.warmup, self.final_fraction, self.total_steps = warmup, final_fraction, total_steps
         super().__init__(optimizer, last_epoch)
 
-    def set_total_steps(self, total_steps: int) -> None:
-        """Fix the length of the run in optimiser steps."""
-        self.total_steps = max(1, int(total_steps))
-
     def factor(self, step: int) -> float:
         """The multiple of the base rate used at ``step``."""
         total = self.total_steps or 1
@@ -55,6 +75,45 @@ class WarmupCosine(LRScheduler):
         progress = min(1.0, (step - warm) / max(1, total - warm))
         return self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    def get_lr(self) -> list[float]:  # type: ignore[override]
-        """Rates for the current step, one per parameter group."""
-        return [float(base) * self.factor(self.last_epoch) for base in self.base_lrs]
+
+class WarmupMultiStep(RunSchedule):
+    """Step decay at fixed fractions of the run, after an optional constant warm-up, by optimiser step.
+
+    He et al.'s CIFAR schedule (divide by 10 at 32k and 48k of 64k iterations) is ``milestones=[0.5, 0.75]``;
+    their ResNet-110 first trains at a tenth of the rate for about 400 iterations (``warmup=0.006,
+    warmup_factor=0.1``). Fractions keep the shape of the schedule when a run is shortened.
+
+    Args:
+        optimizer: the optimiser whose rates it sets.
+        milestones: fractions of the run (increasing, in (0, 1)) at which the rate is multiplied by ``gamma``.
+        gamma: the factor applied at each milestone.
+        warmup: fraction of the run spent at ``warmup_factor`` times the base rate.
+        warmup_factor: the multiple of the base rate during warm-up.
+        total_steps: the run's optimiser steps; set by the task at the start of training when left None.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        milestones: list[float],
+        gamma: float = 0.1,
+        warmup: float = 0.0,
+        warmup_factor: float = 0.1,
+        total_steps: int | None = None,
+        last_epoch: int = -1,
+    ) -> None:
+        if any(not 0.0 < m < 1.0 for m in milestones) or sorted(milestones) != list(milestones):
+            raise ValueError(f"milestones are increasing fractions of the run in (0, 1), got {milestones}")
+        if not 0.0 <= warmup < 1.0:
+            raise ValueError(f"warmup is a fraction of the run in [0, 1), got {warmup}")
+        self.milestones, self.gamma = list(milestones), gamma
+        self.warmup, self.warmup_factor, self.total_steps = warmup, warmup_factor, total_steps
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, step: int) -> float:
+        """The multiple of the base rate used at ``step``."""
+        total = self.total_steps or 1
+        if step < round(self.warmup * total):
+            return self.warmup_factor
+        passed = sum(step >= round(m * total) for m in self.milestones)
+        return float(self.gamma**passed)

@@ -1,0 +1,57 @@
+"""The per-step learning-rate schedules recipes use."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from zoo.tasks import WarmupCosine, WarmupMultiStep
+
+
+def _rates(schedule_cls: type, steps: int, **kwargs: object) -> list[float]:
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    schedule = schedule_cls(optimizer, **kwargs)
+    schedule.set_total_steps(steps)
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return rates
+
+
+def test_multistep_follows_he_et_al() -> None:
+    rates = _rates(WarmupMultiStep, 64, milestones=[0.5, 0.75])
+    assert rates[:32] == pytest.approx([0.1] * 32)
+    assert rates[32:48] == pytest.approx([0.01] * 16)
+    assert rates[48:] == pytest.approx([0.001] * 16)
+
+
+def test_multistep_warmup_runs_at_a_fraction_of_the_rate() -> None:
+    rates = _rates(WarmupMultiStep, 100, milestones=[0.5], warmup=0.05, warmup_factor=0.1)
+    assert rates[:5] == pytest.approx([0.01] * 5)
+    assert rates[5:50] == pytest.approx([0.1] * 45)
+    assert rates[50:] == pytest.approx([0.01] * 50)
+
+
+def test_cosine_warms_up_then_anneals_to_the_final_fraction() -> None:
+    rates = _rates(WarmupCosine, 100, warmup=0.1, final_fraction=0.0)
+    assert rates[:10] == pytest.approx([0.01 * (i + 1) for i in range(10)])
+    assert rates[10] == pytest.approx(0.1)
+    assert all(a >= b for a, b in itertools.pairwise(rates[10:]))
+    assert rates[-1] < 0.001
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"milestones": [0.75, 0.5]}, "increasing fractions"),
+        ({"milestones": [1.5]}, "increasing fractions"),
+        ({"milestones": [0.5], "warmup": 1.0}, "warmup is a fraction"),
+    ],
+)
+def test_bad_multistep_options(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        WarmupMultiStep(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), **kwargs)  # type: ignore[arg-type]

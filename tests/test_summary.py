@@ -1,0 +1,97 @@
+"""``python -m zoo.summary``: the Keras-style table, its figures and its bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from zoo.models import create_model
+from zoo.summary import main, summarize
+
+
+def test_keras_cnn_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keras_cnn"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    first_conv = next(line for line in lines if line.startswith("features.0 "))
+    assert first_conv.split()[1:] == ["Conv2d", "26x26x32", "320", "3x3"]
+    flatten = next(line for line in lines if "Flatten" in line)
+    assert flatten.split()[1:] == ["Flatten", "800", "0", "all"]
+    assert "Total params: 61,482" in lines
+
+
+def test_rows_follow_the_forward_pass() -> None:
+    rows = summarize(create_model("keras_cnn"), (1, 28, 28))
+    assert [(r.kind, r.output_shape, r.params, r.receptive_field) for r in rows] == [
+        ("Conv2d", (32, 26, 26), 320, 3),
+        ("MaxPool2d", (32, 13, 13), 0, 4),
+        ("Conv2d", (32, 11, 11), 9_248, 8),
+        ("MaxPool2d", (32, 5, 5), 0, 10),
+        ("Flatten", (800,), 0, None),
+        ("Linear", (64,), 51_264, None),
+        ("Linear", (10,), 650, None),
+    ]
+    assert sum(r.params for r in rows) == 61_482
+
+
+def test_receptive_field_of_vgg16_and_of_a_residual_network() -> None:
+    rows = summarize(create_model("vgg16", num_classes=10, head="cifar"), (3, 32, 32))
+    assert [r.receptive_field for r in rows if r.kind == "MaxPool2d"] == [
+        6,
+        16,
+        44,
+        100,
+        212,
+    ]  # the known VGG-16 figures
+    rows = summarize(create_model("resnet20"), (3, 32, 32))
+    convs = [r for r in rows if r.kind == "Conv2d"]
+    # 19 3x3 convolutions in a chain: the stem, 6 and the first strided one see through jump 1, the next
+    # 5 and the second strided one through jump 2, the last 5 through jump 4; shortcuts add no width
+    assert convs[-1].receptive_field == 3 + 7 * 2 * 1 + 6 * 2 * 2 + 5 * 2 * 4
+    assert sum(r.params for r in rows) == sum(p.numel() for p in create_model("resnet20").parameters())
+
+
+def test_batch_norm_and_branches_are_counted_once() -> None:
+    model = create_model("googlenet", num_classes=10, stem="cifar")
+    rows = summarize(model, (3, 32, 32))
+    assert sum(r.params for r in rows) == sum(p.numel() for p in model.parameters())
+    assert len({r.name for r in rows}) == len(rows)
+
+
+def test_options_and_input_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["vgg16_bn", "--input-size", "3", "32", "32", "--num-classes", "10", "--option", "head=cifar"])
+        == 0
+    )
+    assert "Total params: 14,728,266" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["lenet"], "unknown model 'lenet' (did you mean: lenet5, "),
+        (["vgg16", "--input-size", "3", "8", "8"], "vgg16 cannot take a 8x8x3 input"),
+        (["vgg16", "--option", "head=coco"], "head must be 'imagenet' or 'cifar'"),
+        (["lenet5", "--option", "colour=3"], "unexpected keyword argument 'colour'"),
+        (["lenet5", "--input-size", "1", "0", "28"], "must be positive"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo.summary", *argv], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_option_syntax_exits_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo.summary", "lenet5", "--option", "x"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2 and "expected KEY=VALUE" in result.stderr

@@ -1,0 +1,293 @@
+"""Pretrained weights as data: where a file lives, its hash, what it reached and how to feed it.
+
+Each family module declares its weights beside its builders (``register_weights(Weights(...))``) and
+its builder calls :func:`weights_for` then :func:`load_weights`. Files come from the wheel (``file``)
+or from a download address (``url``), downloaded once into torch's hub cache
+(``$TORCH_HOME/hub/checkpoints``, where torchvision keeps the same files) and checked against their
+SHA-256 every time they are loaded. Loading never unpickles code: ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from zoo.errors import ZooError
+
+__all__ = [
+    "IMAGENET_PREPROCESS",
+    "Preprocess",
+    "UnknownWeightsError",
+    "Weights",
+    "WeightsError",
+    "imagenet_categories",
+    "list_weights",
+    "load_weights",
+    "register_weights",
+    "weights_for",
+]
+
+StateDict = dict[str, Tensor]
+M = TypeVar("M", bound=nn.Module)
+
+
+class UnknownWeightsError(ZooError, ValueError):
+    """A builder was asked for pretrained weights it does not have, or for options they cannot fit."""
+
+
+class WeightsError(ZooError):
+    """A weights file could not be had, failed its hash check or does not fit the network."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images must be prepared for a set of weights (resize, centre crop, normalise).
+
+    Attributes:
+        resize: Side the shorter image edge is resized to.
+        crop: Side of the centre crop fed to the network.
+        mean: Per-channel mean subtracted after scaling pixels to [0, 1].
+        std: Per-channel standard deviation divided by after that.
+    """
+
+    resize: int
+    crop: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def transforms(self) -> Callable[[Any], Tensor]:
+        """A torchvision v2 pipeline turning a PIL image or uint8 tensor into the network's input."""
+        from torchvision.transforms import v2
+
+        return v2.Compose(
+            [
+                v2.ToImage(),
+                v2.Resize(self.resize, antialias=True),
+                v2.CenterCrop(self.crop),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(mean=list(self.mean), std=list(self.std)),
+            ]
+        )
+
+
+IMAGENET_PREPROCESS = Preprocess(resize=256, crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+def imagenet_categories() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in label order, as torchvision lists them."""
+    from torchvision.models import _meta
+
+    return tuple(_meta._IMAGENET_CATEGORIES)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One set of pretrained weights for one registered model.
+
+    Attributes:
+        model: The registered model name the weights are for (``"resnet18"``).
+        tag: The name users ask for (``create_model("resnet18", weights="imagenet")``).
+        sha256: Hex SHA-256 of the file, or its leading digits where only those are published
+            (torchvision puts the first 8 or more in its file names).
+        num_classes: Output logits the weights were trained with; fixes the builder's ``num_classes``.
+        in_channels: Input channels the weights were trained with.
+        url: Download address, for weights too big for the wheel.
+        file: Path of a file shipped in the wheel, relative to this package's ``weights/`` folder.
+        metrics: What the weights reached, e.g. ``{"imagenet_top1": 69.758}``.
+        preprocess: How to prepare images for them.
+        model_kwargs: Builder options the weights need (GoogLeNet's ``transform_input``).
+        convert: Maps the file's state dict onto our module's keys (``None``: keys already match).
+        source: Where the weights come from.
+    """
+
+    model: str
+    tag: str
+    sha256: str
+    num_classes: int
+    in_channels: int = 3
+    url: str | None = None
+    file: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    preprocess: Preprocess | None = None
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    convert: Callable[[StateDict], StateDict] | None = None
+    source: str = ""
+
+    @property
+    def name(self) -> str:
+        """``model.tag``, the form :func:`list_weights` gives."""
+        return f"{self.model}.{self.tag}"
+
+
+_WEIGHTS: dict[str, dict[str, Weights]] = {}
+
+
+def register_weights(weights: Weights) -> Weights:
+    """Declare a set of pretrained weights; a second set with the same model and tag raises ``ValueError``."""
+    if (weights.url is None) == (weights.file is None):
+        raise ValueError(f"weights '{weights.name}' need exactly one of url and file")
+    tags = _WEIGHTS.setdefault(weights.model, {})
+    if weights.tag in tags:
+        raise ValueError(f"weights '{weights.name}' are already registered")
+    tags[weights.tag] = weights
+    return weights
+
+
+def list_weights(pattern: str = "*") -> list[str]:
+    """Names ``model.tag`` of the pretrained weights whose model or full name matches a shell pattern.
+
+    Args:
+        pattern: An ``fnmatch`` pattern, e.g. ``"resnet*"`` or ``"*.imagenet"``.
+    """
+    names = [w.name for tags in _WEIGHTS.values() for w in tags.values()]
+    return sorted(
+        n for n in names if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(n.split(".")[0], pattern)
+    )
+
+
+def weights_for(model: str, tag: str | None, *, num_classes: int, in_channels: int) -> Weights | None:
+    """The weights a builder was asked for, checked against the builder's other arguments.
+
+    Args:
+        model: The registered model name.
+        tag: The weights asked for, or ``None`` for random initialisation.
+        num_classes: The builder's ``num_classes``; must equal the weights'.
+        in_channels: The builder's ``in_channels``; must equal the weights'.
+
+    Returns:
+        The :class:`Weights`, or ``None`` when ``tag`` is ``None``.
+
+    Raises:
+        UnknownWeightsError: No weights of that tag, or the classes or channels disagree.
+    """
+    if tag is None:
+        return None
+    available = _WEIGHTS.get(model, {})
+    if tag not in available:
+        names = ", ".join(sorted(available)) or "none"
+        raise UnknownWeightsError(
+            f"model '{model}' has no pretrained weights named '{tag}' (available: {names})"
+        )
+    weights = available[tag]
+    for what, given, fixed in (
+        ("num_classes", num_classes, weights.num_classes),
+        ("in_channels", in_channels, weights.in_channels),
+    ):
+        if given != fixed:
+            raise UnknownWeightsError(
+                f"weights '{weights.name}' have {what}={fixed}, not {given}: build with {what}={fixed} "
+                "(then replace the head to train on other classes)"
+            )
+    return weights
+
+
+def load_weights(model: M, weights: Weights | None) -> M:
+    """Load pretrained weights into a freshly built network (nothing happens for ``None``).
+
+    Args:
+        model: The network the weights' model name builds.
+        weights: What :func:`weights_for` returned.
+
+    Returns:
+        ``model``, with the weights loaded (strictly: every key must match).
+
+    Raises:
+        WeightsError: The file cannot be had, fails its hash check, holds something other than tensors,
+            or does not fit the network.
+    """
+    if weights is None:
+        return model
+    path = _fetch(weights)
+    state = _read_state_dict(path, weights)
+    if weights.convert is not None:
+        state = weights.convert(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+        raise WeightsError(f"weights '{weights.name}' in {path} do not fit the network: {first}") from None
+    return model
+
+
+def weights_dir() -> Path:
+    """Where downloaded weights are kept: ``$ZOO_WEIGHTS_DIR``, else torch's hub cache (shared with torchvision)."""
+    if "ZOO_WEIGHTS_DIR" in os.environ:
+        return Path(os.environ["ZOO_WEIGHTS_DIR"])
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _fetch(weights: Weights) -> Path:
+    """The local, hash-checked file of a set of weights, downloading it first when needed."""
+    if weights.file is not None:
+        path = Path(__file__).parent / "weights" / weights.file
+        if not path.is_file():
+            raise WeightsError(f"weights '{weights.name}' should ship with zoo at {path}, which is missing")
+        _check_hash(path, weights, "delete the file and download it again")
+        return path
+    assert weights.url is not None
+    path = weights_dir() / Path(urllib.parse.urlparse(weights.url).path).name
+    if path.is_file():
+        _check_hash(path, weights, "delete it to download it again")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        torch.hub.download_url_to_file(weights.url, str(partial), progress=True)
+    except (OSError, ValueError) as error:  # URLError is an OSError
+        partial.unlink(missing_ok=True)
+        raise WeightsError(
+            f"cannot download weights '{weights.name}' from {weights.url} ({error}); "
+            f"with no network, copy that file to {path}"
+        ) from None
+    try:
+        _check_hash(partial, weights, "the download was discarded")
+    except WeightsError:
+        partial.unlink()
+        raise
+    os.replace(partial, path)  # only a checked file ever gets the final name
+    return path
+
+
+def _check_hash(path: Path, weights: Weights, advice: str) -> None:
+    digest = _sha256(path)
+    if not digest.startswith(weights.sha256):
+        raise WeightsError(
+            f"weights file {path} has SHA-256 {digest[: len(weights.sha256)]}..., expected "
+            f"{weights.sha256}...: it is corrupt or not the published file ({advice})"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_state_dict(path: Path, weights: Weights) -> StateDict:
+    """Read a state dict of tensors, refusing pickled code (``weights_only=True``) and other contents."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors come in many types; all mean "not a plain state dict"
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise WeightsError(
+            f"weights file {path} for '{weights.name}' cannot be read safely: {reason}"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise WeightsError(f"weights file {path} for '{weights.name}' is not a state dict of tensors")
+    return state
