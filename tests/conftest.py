@@ -67,6 +67,25 @@ def make_cifar10(folder: Path, *, per_batch: int = 100, seed: int = 0) -> Path:
     return folder
 
 
+def make_cifar100(folder: Path, *, train: int = 120, test: int = 30, seed: int = 3) -> dict[str, dict]:
+    """``cifar-100-python/train`` and ``test``, pickled like the original; returns what was written."""
+    rng = np.random.default_rng(seed)
+    root = folder / "cifar-100-python"
+    root.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, count in (("train", train), ("test", test)):
+        fine = rng.integers(0, 100, count)
+        fine[0] = 99
+        written[name] = {
+            "filenames": [f"{i}.png" for i in range(count)],
+            "fine_labels": fine.tolist(),
+            "coarse_labels": (fine // 5).tolist(),
+            "data": rng.integers(0, 256, (count, 3072)).astype(np.uint8),
+        }
+        (root / name).write_bytes(pickle.dumps(written[name], protocol=2))
+    return written
+
+
 @pytest.fixture
 def idx_root(tmp_path: Path) -> Path:
     """A folder with a small fabricated dataset in the MNIST IDX layout."""

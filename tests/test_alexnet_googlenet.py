@@ -181,8 +181,8 @@ def test_googlenet_aux_heads() -> None:
             {"weights": "imagenet_v9"},
             "model 'alexnet' has no pretrained weights named 'imagenet_v9'",
         ),
-        ("alexnet", {"weights": "imagenet", "head": "cifar"}, "are for the 'imagenet' head"),
-        ("googlenet", {"weights": "imagenet", "stem": "cifar"}, "are for the 'imagenet' stem"),
+        ("alexnet", {"weights": "imagenet", "head": "cifar"}, "need head='imagenet', not 'cifar'"),
+        ("googlenet", {"weights": "imagenet", "stem": "cifar"}, "need stem='imagenet', not 'cifar'"),
     ],
 )
 def test_bad_options_raise(name: str, kwargs: dict[str, Any], match: str) -> None:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, make_cifar10, make_idx_dataset, require_fashion_mnist
+from conftest import REPO, make_cifar10, make_cifar100, make_idx_dataset, require_fashion_mnist
+from PIL import Image
 
 from zoo.cli import list_recipes, main
 
@@ -24,9 +27,30 @@ TESTS = Path(__file__).resolve().parent
 def data_root_for(recipe: str, tmp_path: Path) -> Path:
     """Fabricated files in the format the recipe's DataModule reads."""
     data_class = yaml.safe_load((REPO / "recipes" / f"{recipe}.yaml").read_text())["data"]["class_path"]
+    if "CIFAR100" in data_class:
+        make_cifar100(tmp_path / "cifar100", train=200, test=40)
+        return tmp_path / "cifar100"
     if "CIFAR10" in data_class:
         return make_cifar10(tmp_path / "cifar", per_batch=40)
+    if "ImagesDataModule" in data_class:  # a folder of photos: 24 random PNGs
+        folder = tmp_path / "photos"
+        folder.mkdir()
+        for index in range(24):
+            Image.fromarray(np.full((20, 24, 3), index * 10, dtype=np.uint8)).save(folder / f"{index}.png")
+        return folder
     return make_idx_dataset(tmp_path / "idx", n_train=300, n_test=100)
+
+
+#: what else a recipe needs to run on fabricated data: style transfer has no VGG weights offline; the few-label
+#: recipe draws fewer images per class from the small fabricated set; the big CIFAR nets take smaller batches
+SMALL_BATCHES = ["--data.init_args.batch_size", "8", "--data.init_args.eval_batch_size", "8"]
+RECIPE_ARGS = {
+    "transfer_fashionmnist": ["--data.init_args.train_per_class", "5"],
+    **{name: SMALL_BATCHES for name in ["googlenet_cifar", "resnet110_cifar", "resnet18_cifar", "vgg16_cifar", "alexnet_cifar"]},
+    "style_fast": ["--model.init_args.loss_weights", "null", "--model.init_args.allow_random", "true",
+                   "--model.init_args.style_size", "16", "--data.init_args.size", "16",
+                   "--data.init_args.num_workers", "0"],
+}  # fmt: skip
 
 
 def run_zoo(
@@ -71,8 +95,8 @@ def test_list_names_every_recipe_with_its_reference(capsys: pytest.CaptureFixtur
     assert main("fit", ["--list"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == RECIPES == list(list_recipes())
-    for line in lines:
-        assert "reproduces test_acc" in line
+    for line in lines:  # a test metric (test_acc, test_loss for style transfer), or why there is no figure
+        assert "reproduces test_" in line or "(no published figure)" in line, line
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -82,12 +106,12 @@ def test_every_recipe_runs_through_the_cli(
     root = data_root_for(recipe, tmp_path)
     args = ["--recipe", recipe, "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu",
             "--data.init_args.root", str(root), "--data.init_args.val_size", "20",
-            "--trainer.default_root_dir", str(tmp_path / "runs")]  # fmt: skip
+            "--trainer.default_root_dir", str(tmp_path / "runs"), *RECIPE_ARGS.get(recipe, [])]  # fmt: skip
     assert main("fit", args) == 0
     folder = run_folder(capsys.readouterr().out)
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert 0.0 <= metrics["test"]["test_acc"] <= 1.0
-    assert metrics["reference"]["metric"] == "test_acc"
+    reached = metrics["test"][metrics["reference"]["metric"]]  # test_acc, or test_loss for style transfer
+    assert 0.0 <= reached <= 1.0 if metrics["reference"]["metric"] == "test_acc" else math.isfinite(reached)
     assert (folder / "config.yaml").is_file()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import make_cifar10, make_idx_dataset, require_fashion_mnist, write_idx
+from conftest import make_cifar10, make_cifar100, make_idx_dataset, require_fashion_mnist, write_idx
 from PIL import Image
 
 import zoo.data.base
@@ -357,20 +357,7 @@ def test_cifar_pickle_that_calls_code_is_refused(tmp_path: Path, payload: Any) -
 
 
 def test_cifar100_layout(tmp_path: Path) -> None:
-    rng = np.random.default_rng(3)
-    folder = tmp_path / "cifar-100-python"
-    folder.mkdir()
-    written = {}
-    for name, count in (("train", 120), ("test", 30)):
-        fine = rng.integers(0, 100, count)
-        fine[0] = 99
-        written[name] = {
-            "filenames": [f"{i}.png" for i in range(count)],
-            "fine_labels": fine.tolist(),
-            "coarse_labels": (fine // 5).tolist(),
-            "data": rng.integers(0, 256, (count, 3072)).astype(np.uint8),
-        }
-        (folder / name).write_bytes(pickle.dumps(written[name], protocol=2))
+    written = make_cifar100(tmp_path)
     dm = CIFAR100DataModule(str(tmp_path), val_size=20)
     assert dm.num_classes == 100 and dm.classes[0] == "apple" and dm.classes[-1] == "worm"
     dm.setup()

@@ -27,6 +27,7 @@ INPUTS: dict[str, list[tuple[dict[str, Any], tuple[int, int, int]]]] = {
     "convnet": [({}, (1, 28, 28))],
     "lenet5": [({"image_size": 28}, (1, 28, 28)), ({}, (1, 32, 32))],
     "keras_cnn": [({}, (1, 28, 28))],
+    "conv_autoencoder": [({}, (1, 28, 28)), ({"in_channels": 3, "image_size": 32}, (3, 32, 32))],
     # the ImageNet architectures at 32x32 and 28x28, each in its documented small-image form
     "vgg*": [
         ({"num_classes": 10, "head": "cifar"}, (3, 32, 32)),
@@ -55,6 +56,8 @@ INPUTS: dict[str, list[tuple[dict[str, Any], tuple[int, int, int]]]] = {
     },
 }
 BATCH = 2
+#: networks whose output is an image shaped like their input (pixel logits), not class logits
+IMAGE_OUTPUTS = {"conv_autoencoder"}
 
 
 def _cases(name: str) -> list[tuple[dict[str, Any], tuple[int, int, int]]]:
@@ -85,7 +88,7 @@ def _seed() -> None:
 def test_list_models() -> None:
     resnets = [f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)] + ["resnet18_cifar"]
     plains = [f"plain{d}" for d in (20, 32, 44, 56, 110)]
-    others = ["alexnet", "convnet", "googlenet", "keras_cnn", "lenet5", "mlp"]
+    others = ["alexnet", "conv_autoencoder", "convnet", "googlenet", "keras_cnn", "lenet5", "mlp"]
     assert list_models() == sorted([*others, *VGGS, *resnets, *plains])
     assert list_models("vgg*") == VGGS
     assert list_models("*_bn") == [name for name in VGGS if name.endswith("_bn")]
@@ -165,7 +168,7 @@ def test_forward_backward(name: str) -> None:
         num_classes = kwargs.get("num_classes", 10)
         x = torch.randn(BATCH, c, h, w)
         out = model(x)
-        assert out.shape == (BATCH, num_classes)
+        assert out.shape == (x.shape if name in IMAGE_OUTPUTS else (BATCH, num_classes))
         out.sum().backward()
         for pname, p in model.named_parameters():
             assert p.grad is not None, f"{name}: no gradient for {pname}"
@@ -182,7 +185,8 @@ def test_forward_backward(name: str) -> None:
 def test_in_channels_one(name: str) -> None:
     kwargs, (_, h, w) = _cases(name)[0]
     model = create_model(name, **{**kwargs, "in_channels": 1})
-    assert model(torch.randn(BATCH, 1, h, w)).shape == (BATCH, kwargs.get("num_classes", 10))
+    x = torch.randn(BATCH, 1, h, w)
+    assert model(x).shape == (x.shape if name in IMAGE_OUTPUTS else (BATCH, kwargs.get("num_classes", 10)))
 
 
 # --- parameter counts against the published figures --------------------------------------------------

@@ -221,7 +221,7 @@ def test_plain_net_blocks_have_no_shortcuts() -> None:
         (lambda: CifarResNet(0, num_classes=10, in_channels=3), "num_blocks must be at least 1, not 0"),
         (lambda: ZeroPadShortcut(32, 16, 2), "cannot go from 32 to 16 channels"),
         (lambda: resnet.resnet50(weights="imagenet_v9"), "model 'resnet50' has no pretrained weights"),
-        (lambda: resnet.resnet50(weights="imagenet", stem="cifar"), "are for the 'imagenet' stem"),
+        (lambda: resnet.resnet50(weights="imagenet", stem="cifar"), "need stem='imagenet', not 'cifar'"),
         (lambda: resnet_cifar.plain20(weights="x"), "model 'plain20' has no pretrained weights named 'x'"),
     ],
 )

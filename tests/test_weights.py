@@ -56,7 +56,7 @@ def test_list_weights() -> None:
 
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_table_matches_torchvision(name: str) -> None:
-    ours = weights.weights_for(name, "imagenet", num_classes=1000, in_channels=3)
+    ours = weights.find_weights(name, "imagenet")
     assert ours is not None
     theirs = torchvision.models.get_model_weights(name).IMAGENET1K_V1
     assert ours.url == theirs.url
@@ -74,7 +74,7 @@ def test_table_matches_torchvision(name: str) -> None:
 
 def test_resnet_v2_weights_match_torchvision() -> None:
     for name in ("resnet50", "resnet101", "resnet152"):
-        ours = weights.weights_for(name, "imagenet_v2", num_classes=1000, in_channels=3)
+        ours = weights.find_weights(name, "imagenet_v2")
         assert ours is not None and ours.preprocess is not None
         theirs = torchvision.models.get_model_weights(name).IMAGENET1K_V2
         assert ours.url == theirs.url and ours.preprocess.resize == 232
@@ -97,7 +97,7 @@ def test_resnet_v2_weights_match_torchvision() -> None:
 def test_torchvision_state_dict_maps_to_equal_outputs(name: str, kwargs: dict[str, Any]) -> None:
     torch.manual_seed(0)
     theirs = getattr(torchvision.models, name)(weights=None, **kwargs).eval()
-    spec = weights.weights_for(name, "imagenet", num_classes=1000, in_channels=3)
+    spec = weights.find_weights(name, "imagenet")
     assert spec is not None
     with torch.device("meta"):  # no second initialisation: the tensors come from torchvision's model
         ours = create_model(name, **spec.model_kwargs)
@@ -204,7 +204,8 @@ def test_unknown_tag_lists_the_available_ones() -> None:
         "model 'resnet50' has no pretrained weights named 'imagenet_v3' (available: imagenet, imagenet_v2)"
     )
     with pytest.raises(
-        UnknownWeightsError, match=r"model 'lenet5' has no pretrained weights named 'x' \(available: none\)"
+        UnknownWeightsError,
+        match=r"model 'lenet5' has no pretrained weights named 'x' \(available: fashionmnist\)",
     ):
         create_model("lenet5", weights="x")
 
@@ -214,7 +215,7 @@ def test_weights_fix_the_number_of_classes_and_channels() -> None:
         create_model("vgg16", num_classes=10, weights="imagenet")
     with pytest.raises(UnknownWeightsError, match=r"have in_channels=3, not 1"):
         create_model("resnet18", in_channels=1, weights="imagenet")
-    with pytest.raises(UnknownWeightsError, match=r"are for the 'imagenet' head"):
+    with pytest.raises(UnknownWeightsError, match=r"need head='imagenet', not 'cifar'"):
         create_model("vgg16", weights="imagenet", head="cifar")
 
 

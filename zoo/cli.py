@@ -27,6 +27,7 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +44,8 @@ _USAGE: dict[str, str] = {
     "fit": "Train a recipe, then test its best checkpoint: python -m zoo.fit --recipe NAME|PATH [--key value ...]. "
     "--list shows the recipes; --ckpt_path last resumes the latest run of the recipe.",
     "test": "Evaluate a checkpoint on the test split: python -m zoo.test --ckpt_path PATH [--recipe NAME|PATH].",
-    "predict": "Write a CSV of predictions: python -m zoo.predict --ckpt_path PATH [--recipe NAME|PATH] [--output FILE].",
+    "predict": "Write predictions (a CSV for classification, the task's own files for others: PNGs for style transfer): "
+    "python -m zoo.predict --ckpt_path PATH [--recipe NAME|PATH] [--output FILE|FOLDER].",
 }
 
 #: set by the launching process so that the DDP ranks it starts write into the same run folder
@@ -123,8 +125,11 @@ def describe_recipes() -> list[str]:
         recipe = read_recipe(path)
         reference = recipe.get("reference") or {}
         published = (
-            f"reproduces {reference['metric']} {reference['value'] if reference['value'] is not None else '(curves)'}"
-            f" ({reference['source']})"
+            (
+                f"reproduces {reference['metric']} {reference['value']} ({reference['source']})"
+                if reference["value"] is not None
+                else f"compares with {reference['source']} (no published figure)"
+            )
             if {"metric", "value", "source"} <= reference.keys()
             else "no published reference"
         )
@@ -209,7 +214,10 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
             parser.set_defaults({"trainer.default_root_dir": "runs"})
             if command == "predict":
                 parser.add_argument(
-                    "--output", type=str | None, default=None, help="CSV file for the predictions."
+                    "--output",
+                    type=str | None,
+                    default=None,
+                    help="Where the predictions go: a CSV file, or what the task writes (style transfer: a folder of PNGs).",
                 )
 
         @staticmethod
@@ -429,8 +437,10 @@ def _fit(cli: Any, recipe_name: str) -> None:
     reference = cfg.reference
     reached = result["test"].get(reference.metric) if reference is not None else None
     if reference is not None and reached is not None:
-        published = reference.value if reference.value is not None else reference.note
-        print(f"{reference.metric} {reached:.4f} (published {published} by {reference.source})")
+        if reference.value is not None:
+            print(f"{reference.metric} {reached:.4f} (published {reference.value} by {reference.source})")
+        else:
+            print(f"{reference.metric} {reached:.4f} (no published figure: {reference.note})")
     for logger in trainer.loggers:
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()  # the next run in this process must not append to this one
@@ -449,10 +459,14 @@ def _test(cli: Any) -> None:
 
 def _predict(cli: Any) -> None:
     checkpoint = Path(cli.ckpt_path)
+    # A task with its own kind of output writes it itself, `write_predictions(batches, output) -> line to print`,
+    # and may name the default output's suffix (style transfer: "", a folder of PNG files); otherwise a CSV.
+    write_predictions = getattr(cli.model, "write_predictions", None)
+    suffix = getattr(cli.model, "predictions_suffix", ".csv")
     output = (
         Path(cli.config.output)
         if cli.config.output
-        else checkpoint.with_name(f"{checkpoint.stem}-predictions.csv")
+        else checkpoint.with_name(f"{checkpoint.stem}-predictions{suffix}")
     )
     if output.exists():
         raise ZooError(f"{output} exists; choose another file with --output")
@@ -460,6 +474,9 @@ def _predict(cli: Any) -> None:
         cli.model, datamodule=cli.datamodule, ckpt_path=cli.ckpt_path, weights_only=True
     )
     if not cli.trainer.is_global_zero:
+        return
+    if write_predictions is not None:
+        print(write_predictions(batches or [], output))
         return
     names = list(getattr(cli.datamodule, "classes", []) or [])
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -531,11 +548,12 @@ def _quiet_defaults() -> None:
 def main(command: Command = "fit", argv: list[str] | None = None) -> int:
     """Run ``python -m zoo.<command>``; returns the exit status (2 for bad input, with one line on stderr)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def run() -> None:
         options, rest = _split_zoo_args(argv)
         if options.list:
             print("\n".join(describe_recipes()))
-            return 0
+            return
         if options.recipe:
             recipe = find_recipe(options.recipe)
             read_recipe(recipe)
@@ -563,13 +581,30 @@ def main(command: Command = "fit", argv: list[str] | None = None) -> int:
         finally:
             if not _is_child_rank():  # the run folder was for this run's ranks only, not for later runs
                 os.environ.pop(_RUN_DIR_ENV, None)
+
+    return answer_bad_input(f"zoo.{command}", run)
+
+
+def answer_bad_input(program: str, run: Callable[[], object]) -> int:
+    """Run a command line tool's body: bad input gets one line on stderr and exit status 2, Ctrl-C status 130.
+
+    Args:
+        program: the name the message starts with (``zoo.fit``).
+        run: the tool's work; a :class:`ZooError` (or an error caused by one) raised from it is bad input,
+            anything else a bug, raised with its traceback.
+
+    Returns:
+        The exit status: 0, 2 or 130.
+    """
+    try:
+        run()
     except Exception as error:
         user_error = _user_error(error)
         if user_error is None:
             raise
-        print(f"zoo.{command}: error: {_one_line(str(user_error))}", file=sys.stderr)
+        print(f"{program}: error: {_one_line(str(user_error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"zoo.{command}: interrupted", file=sys.stderr)
+        print(f"{program}: interrupted", file=sys.stderr)
         return 130
     return 0

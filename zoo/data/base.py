@@ -252,12 +252,16 @@ class InMemoryDataModule(L.LightningDataModule):
         flip: training augmentation: random horizontal flips.
         download: download the files when they are found nowhere (needs a network).
         drop_last: drop the last, smaller training batch of every epoch.
+        keep_classes: keep only these classes (labels of the dataset), relabelled 0, 1, ... in this order;
+            ``classes`` and ``num_classes`` then describe the subset. None keeps them all.
+        train_per_class: keep only this many training images of each class (a seeded draw, after the
+            validation split), to learn from few labels. None keeps them all.
     """
 
     #: short name: the folder under ``$ZOO_DATA_DIR`` and the system dataset folders
     dataset_name: ClassVar[str]
-    #: names of the classes, in label order
-    classes: ClassVar[tuple[str, ...]]
+    #: names of the classes, in label order (an instance keeping a subset has its own)
+    classes: tuple[str, ...]
     #: sub-folders of each searched folder where the files may sit ("" is the folder itself)
     layouts: ClassVar[tuple[str, ...]] = ("",)
     #: files that must all be present in a folder for it to hold the dataset
@@ -279,10 +283,22 @@ class InMemoryDataModule(L.LightningDataModule):
         flip: bool = False,
         download: bool = False,
         drop_last: bool = False,
+        keep_classes: list[int] | None = None,
+        train_per_class: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise DataError(f"batch_size must be at least 1, got {batch_size}")
+        if keep_classes is not None:
+            unknown = [c for c in keep_classes if not 0 <= c < len(self.classes)]
+            if unknown or not keep_classes or len(set(keep_classes)) != len(keep_classes):
+                raise DataError(
+                    f"keep_classes must be distinct labels from 0 to {len(self.classes) - 1}, got {keep_classes}"
+                )
+            self.classes = tuple(self.classes[c] for c in keep_classes)
+        if train_per_class is not None and train_per_class < 1:
+            raise DataError(f"train_per_class must be at least 1, got {train_per_class}")
+        self.keep_classes, self.train_per_class = keep_classes, train_per_class
         if val_size < 0:
             raise DataError(f"val_size must be 0 or more, got {val_size}")
         self.root, self.download = root, download
@@ -362,16 +378,41 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.splits:
             return
         folder = self.locate(download=False)
-        images, labels = self._checked(*self.read_split(folder, train=True), split="train")
+        images, labels = self._subset(*self._checked(*self.read_split(folder, train=True), split="train"))
         n_val = round(self.val_size * len(images)) if isinstance(self.val_size, float) else self.val_size
         if n_val >= len(images):
             raise DataError(f"val_size {self.val_size} leaves no training images out of {len(images)}")
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
         train, val = order[n_val:], order[:n_val]
+        if self.train_per_class is not None:
+            train = self._few_per_class(train, labels[train])
         self.splits["train"] = images[train], labels[train]
         self.splits["val"] = images[val], labels[val]
-        self.splits["test"] = self._checked(*self.read_split(folder, train=False), split="test")
+        self.splits["test"] = self._subset(
+            *self._checked(*self.read_split(folder, train=False), split="test")
+        )
         self.mean, self.std = channel_stats(self.splits["train"][0])
+
+    def _subset(self, images: Tensor, labels: Tensor) -> Batch:
+        """The images of the kept classes, relabelled in ``keep_classes`` order."""
+        if self.keep_classes is None:
+            return images, labels
+        relabel = torch.full((int(labels.max()) + 1 if len(labels) else 1,), -1, dtype=torch.long)
+        kept = [c for c in self.keep_classes if c < len(relabel)]
+        relabel[kept] = torch.tensor([self.keep_classes.index(c) for c in kept], dtype=torch.long)
+        new = relabel[labels]
+        keep = new >= 0
+        return images[keep], new[keep]
+
+    def _few_per_class(self, indices: Tensor, labels: Tensor) -> Tensor:
+        """``train_per_class`` of ``indices`` per class, the first ones of a permutation seeded apart from the split."""
+        assert self.train_per_class is not None
+        order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(self.seed + 1))
+        chosen = [order[labels[order] == c][: self.train_per_class] for c in range(self.num_classes)]
+        short = [self.classes[c] for c, idx in enumerate(chosen) if len(idx) < self.train_per_class]
+        if short:
+            raise DataError(f"fewer than {self.train_per_class} training images of class {', '.join(short)}")
+        return indices[torch.cat(chosen).sort().values]
 
     def _checked(self, images: Tensor, labels: Tensor, *, split: str) -> Batch:
         if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
@@ -379,10 +420,11 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"{self.dataset_name} {split} split: expected uint8 images (N, C, H, W) and N labels, "
                 f"got {images.dtype} {tuple(images.shape)} and {len(labels)} labels"
             )
-        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+        every = len(type(self).classes)  # the whole dataset's classes, before keep_classes
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= every):
             raise DataError(
                 f"{self.dataset_name} {split} split has labels from {int(labels.min())} to {int(labels.max())}, "
-                f"but the dataset has {self.num_classes} classes"
+                f"but the dataset has {every} classes"
             )
         return images, labels.long()
 

@@ -76,7 +76,7 @@ class CIFAR10DataModule(InMemoryDataModule):
     """
 
     dataset_name = "cifar10"
-    classes: ClassVar[tuple[str, ...]] = (
+    classes: tuple[str, ...] = (
         "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
     )  # fmt: skip
     layouts = ("", "cifar-10-batches-py")

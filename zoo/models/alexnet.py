@@ -30,7 +30,6 @@ from zoo.models.base import Backbone
 from zoo.models.registry import register_model
 from zoo.models.weights import (
     IMAGENET_PREPROCESS,
-    UnknownWeightsError,
     Weights,
     load_weights,
     register_weights,
@@ -147,6 +146,7 @@ register_weights(
         num_classes=1000,
         metrics={"imagenet_top1": 56.522, "imagenet_top5": 79.066},
         preprocess=IMAGENET_PREPROCESS,
+        model_kwargs={"head": "imagenet"},
         convert=from_torchvision,
         source="torchvision IMAGENET1K_V1",
     )
@@ -154,9 +154,9 @@ register_weights(
 
 
 def _alexnet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> AlexNet:
-    pretrained = weights_for(name, weights, num_classes=num_classes, in_channels=in_channels)
-    if pretrained is not None and kwargs.get("head", "imagenet") != "imagenet":
-        raise UnknownWeightsError(f"weights '{pretrained.name}' are for the 'imagenet' head")
+    pretrained, kwargs = weights_for(
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+    )
     return load_weights(AlexNet(num_classes=num_classes, in_channels=in_channels, **kwargs), pretrained)
 
 

@@ -14,7 +14,14 @@ from torch import nn
 
 from zoo.models.base import Backbone
 from zoo.models.registry import register_model
-from zoo.models.weights import load_weights, weights_for
+from zoo.models.weights import (
+    FASHIONMNIST_PREPROCESS,
+    Preprocess,
+    Weights,
+    load_weights,
+    register_weights,
+    weights_for,
+)
 
 __all__ = ["ConvNet", "convnet", "keras_cnn"]
 
@@ -82,8 +89,38 @@ class ConvNet(Backbone):
                     nn.init.zeros_(m.bias)
 
 
+register_weights(
+    Weights(
+        model="convnet",
+        tag="fashionmnist",
+        file="convnet_fashionmnist.safetensors",
+        sha256="539f5e483fa82c2348fa45ccb8b2effd33ce30a954c56f9b8ce289f1f482bde7",
+        num_classes=10,
+        in_channels=1,
+        metrics={"fashionmnist_test_acc": 0.9182},
+        preprocess=FASHIONMNIST_PREPROCESS,
+        source="recipe convnet_fashionmnist, seed 0 (docs/results.md)",
+    )
+)
+register_weights(  # classes 0-4 only (T-shirt/top, Trouser, Pullover, Dress, Coat): the start of transfer_fashionmnist
+    Weights(
+        model="convnet",
+        tag="fashionmnist_0to4",
+        file="convnet_fashionmnist_0to4.safetensors",
+        sha256="c7e8ca0f193d44ba2ec0fcd47f6e12b96e74b975f69b4ece559608f602d2ecda",
+        num_classes=5,
+        in_channels=1,
+        metrics={"fashionmnist_test_acc": 0.9402},
+        preprocess=Preprocess(resize=28, crop=28, mean=(0.3143,), std=(0.3627,)),
+        source="recipe convnet_fashionmnist_0to4, seed 0 (docs/results.md)",
+    )
+)
+
+
 def _convnet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> ConvNet:
-    pretrained = weights_for(name, weights, num_classes=num_classes, in_channels=in_channels)
+    pretrained, kwargs = weights_for(
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+    )
     cfg, hidden = cfgs[name]
     return load_weights(
         ConvNet(cfg, num_classes=num_classes, in_channels=in_channels, hidden=hidden, **kwargs), pretrained

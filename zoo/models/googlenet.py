@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,6 @@ from zoo.models.base import Backbone
 from zoo.models.registry import register_model
 from zoo.models.weights import (
     IMAGENET_PREPROCESS,
-    UnknownWeightsError,
     Weights,
     load_weights,
     register_weights,
@@ -200,6 +199,8 @@ class GoogLeNet(Backbone):
         gives ``(B, 1024, 8, 8)`` or ``(B, 1024, 7, 7)``. ``forward`` gives logits ``(B, num_classes)``.
     """
 
+    head_name: ClassVar[str] = "fc"
+
     def __init__(
         self,
         *,
@@ -350,7 +351,7 @@ register_weights(
         num_classes=1000,
         metrics={"imagenet_top1": 69.778, "imagenet_top5": 89.53},
         preprocess=IMAGENET_PREPROCESS,
-        model_kwargs={"transform_input": True},  # trained on inputs scaled to [-1, 1], as torchvision does
+        model_kwargs={"stem": "imagenet", "transform_input": True},  # transform_input: as torchvision does
         convert=from_torchvision,
         source="torchvision IMAGENET1K_V1",
     )
@@ -360,12 +361,11 @@ register_weights(
 def _googlenet(
     name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any
 ) -> GoogLeNet:
-    pretrained = weights_for(name, weights, num_classes=num_classes, in_channels=in_channels)
+    pretrained, kwargs = weights_for(
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+    )
     if pretrained is None:
         return GoogLeNet(num_classes=num_classes, in_channels=in_channels, **kwargs)
-    if kwargs.get("stem", "imagenet") != "imagenet":
-        raise UnknownWeightsError(f"weights '{pretrained.name}' are for the 'imagenet' stem")
-    kwargs = {**pretrained.model_kwargs, **kwargs}
     # the file holds the auxiliary heads too; keep them only for a network that has them
     convert = partial(from_torchvision, aux_logits=bool(kwargs.get("aux_logits", False)))
     model = GoogLeNet(num_classes=num_classes, in_channels=in_channels, **kwargs)

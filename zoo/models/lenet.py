@@ -12,7 +12,13 @@ from torch import nn
 
 from zoo.models.base import Backbone
 from zoo.models.registry import register_model
-from zoo.models.weights import load_weights, weights_for
+from zoo.models.weights import (
+    FASHIONMNIST_PREPROCESS,
+    Weights,
+    load_weights,
+    register_weights,
+    weights_for,
+)
 
 __all__ = ["LeNet5", "lenet5"]
 
@@ -83,8 +89,26 @@ class LeNet5(Backbone):
         )
 
 
+register_weights(
+    Weights(
+        model="lenet5",
+        tag="fashionmnist",
+        file="lenet5_fashionmnist.safetensors",
+        sha256="e27e43b0d43c9c8e8476bff8449fdfc50168f9792191cbcfde0a1f468afc7494",
+        num_classes=10,
+        in_channels=1,
+        metrics={"fashionmnist_test_acc": 0.9117},
+        preprocess=FASHIONMNIST_PREPROCESS,
+        model_kwargs={"image_size": 28, "activation": "relu", "pool": "max"},
+        source="recipe lenet5_fashionmnist, seed 0 (docs/results.md)",
+    )
+)
+
+
 def _lenet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> LeNet5:
-    pretrained = weights_for(name, weights, num_classes=num_classes, in_channels=in_channels)
+    pretrained, kwargs = weights_for(
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+    )
     return load_weights(LeNet5(num_classes=num_classes, in_channels=in_channels, **kwargs), pretrained)
 
 

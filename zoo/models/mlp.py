@@ -12,7 +12,13 @@ from torch import nn
 
 from zoo.models.base import Backbone
 from zoo.models.registry import register_model
-from zoo.models.weights import load_weights, weights_for
+from zoo.models.weights import (
+    FASHIONMNIST_PREPROCESS,
+    Weights,
+    load_weights,
+    register_weights,
+    weights_for,
+)
 
 __all__ = ["MLP", "mlp"]
 
@@ -48,8 +54,25 @@ class MLP(Backbone):
                 nn.init.zeros_(m.bias)
 
 
+register_weights(
+    Weights(
+        model="mlp",
+        tag="fashionmnist",
+        file="mlp_fashionmnist.safetensors",
+        sha256="f8d29c8ce8812d0f55e1d34a9d848a3a0e84ccdf5917e270f4c5f35015aace68",
+        num_classes=10,
+        in_channels=1,
+        metrics={"fashionmnist_test_acc": 0.8824},
+        preprocess=FASHIONMNIST_PREPROCESS,
+        source="recipe mlp_fashionmnist, seed 0 (docs/results.md)",
+    )
+)
+
+
 def _mlp(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> MLP:
-    pretrained = weights_for(name, weights, num_classes=num_classes, in_channels=in_channels)
+    pretrained, kwargs = weights_for(
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+    )
     return load_weights(MLP(num_classes=num_classes, in_channels=in_channels, **kwargs), pretrained)
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from torch import nn
 
 from zoo.errors import ZooError
+from zoo.models.weights import find_weights
 
 __all__ = ["UnknownModelError", "create_model", "list_models", "register_model"]
 
@@ -66,13 +67,15 @@ def create_model(
 
     ``num_classes``, ``in_channels`` and ``weights`` are passed to the builder only when given (not
     ``None``), so each builder keeps its own defaults: ``create_model("lenet5")`` has 10 classes and
-    1 input channel, ``create_model("vgg16")`` has 1000 classes and 3 input channels.
+    1 input channel, ``create_model("vgg16")`` has 1000 classes and 3 input channels. Given weights
+    fix both: ``create_model("lenet5", weights="runs/.../best.ckpt")`` has the checkpoint's classes.
 
     Args:
         name: A name from :func:`list_models`.
         num_classes: Number of output logits; ``None`` keeps the builder's default.
         in_channels: Channels of the input images; ``None`` keeps the builder's default.
-        weights: Name of a set of pretrained weights; ``None`` for random initialisation.
+        weights: Pretrained weights: a tag from :func:`zoo.models.list_weights`, a zoo checkpoint path or a
+            ``wandb:`` artifact reference; ``None`` for random initialisation.
         **kwargs: Family-specific options passed on to the builder (e.g. ``head="cifar"`` for VGG).
 
     Returns:
@@ -87,5 +90,9 @@ def create_model(
         close = difflib.get_close_matches(name, _MODELS, n=3)
         hint = f" (did you mean: {', '.join(close)}?)" if close else ""
         raise UnknownModelError(f"unknown model '{name}'{hint}; see zoo.models.list_models()") from None
+    if weights is not None:  # given weights fix the classes and channels (a different number given raises)
+        found = find_weights(name, weights)
+        num_classes = found.num_classes if num_classes is None else num_classes
+        in_channels = found.in_channels if in_channels is None else in_channels
     given = {"num_classes": num_classes, "in_channels": in_channels, "weights": weights}
     return builder(**{k: v for k, v in given.items() if v is not None}, **kwargs)

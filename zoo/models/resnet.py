@@ -40,7 +40,6 @@ from zoo.models.registry import register_model
 from zoo.models.weights import (
     IMAGENET_PREPROCESS,
     Preprocess,
-    UnknownWeightsError,
     Weights,
     load_weights,
     register_weights,
@@ -173,6 +172,8 @@ class ResNet(Backbone):
         logits ``(B, num_classes)``.
     """
 
+    head_name: ClassVar[str] = "fc"
+
     def __init__(
         self,
         block: Literal["basic", "bottleneck"],
@@ -288,6 +289,7 @@ for (_name, _tag), (_file, _top1, _top5) in _IMAGENET.items():
             num_classes=1000,
             metrics={"imagenet_top1": _top1, "imagenet_top5": _top5},
             preprocess=IMAGENET_PREPROCESS if _tag == "imagenet" else _V2_PREPROCESS,
+            model_kwargs={"stem": "imagenet"},
             convert=from_torchvision,
             source=f"torchvision IMAGENET1K_{'V1' if _tag == 'imagenet' else 'V2'}",
         )
@@ -295,9 +297,9 @@ for (_name, _tag), (_file, _top1, _top5) in _IMAGENET.items():
 
 
 def _resnet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> ResNet:
-    pretrained = weights_for(name, weights, num_classes=num_classes, in_channels=in_channels)
-    if pretrained is not None and kwargs.get("stem", "imagenet") != "imagenet":
-        raise UnknownWeightsError(f"weights '{pretrained.name}' are for the 'imagenet' stem")
+    pretrained, kwargs = weights_for(
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+    )
     block, layers = cfgs[name.removesuffix("_cifar")]
     model = ResNet(block, layers, num_classes=num_classes, in_channels=in_channels, **kwargs)
     return load_weights(model, pretrained)

@@ -20,7 +20,7 @@ The ImageNet ResNets and kuangliu's CIFAR ResNet18 are in :mod:`zoo.models.resne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -130,6 +130,8 @@ class CifarResNet(Backbone):
         ``forward`` gives logits ``(B, num_classes)``.
     """
 
+    head_name: ClassVar[str] = "fc"
+
     def __init__(self, num_blocks: int, *, num_classes: int, in_channels: int, residual: bool = True) -> None:
         super().__init__()
         if num_blocks < 1:
@@ -171,7 +173,9 @@ class CifarResNet(Backbone):
 def _cifar_resnet(
     name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any
 ) -> CifarResNet:
-    pretrained = weights_for(name, weights, num_classes=num_classes, in_channels=in_channels)
+    pretrained, kwargs = weights_for(
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+    )
     kind = name.rstrip("0123456789")  # "resnet" or "plain"
     num_blocks = cfgs[int(name.removeprefix(kind))]
     model = CifarResNet(

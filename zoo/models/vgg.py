@@ -29,7 +29,6 @@ from zoo.models.base import Backbone
 from zoo.models.registry import register_model
 from zoo.models.weights import (
     IMAGENET_PREPROCESS,
-    UnknownWeightsError,
     Weights,
     load_weights,
     register_weights,
@@ -168,15 +167,16 @@ for _name, (_file, _top1, _top5) in _IMAGENET.items():
             num_classes=1000,
             metrics={"imagenet_top1": _top1, "imagenet_top5": _top5},
             preprocess=IMAGENET_PREPROCESS,
+            model_kwargs={"head": "imagenet"},
             source="torchvision IMAGENET1K_V1 (keys match ours)",
         )
     )
 
 
 def _vgg(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> VGG:
-    pretrained = weights_for(name, weights, num_classes=num_classes, in_channels=in_channels)
-    if pretrained is not None and kwargs.get("head", "imagenet") != "imagenet":
-        raise UnknownWeightsError(f"weights '{pretrained.name}' are for the 'imagenet' head")
+    pretrained, kwargs = weights_for(
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+    )
     cfg, batch_norm = cfgs[name.removesuffix("_bn")], name.endswith("_bn")
     model = VGG(cfg, num_classes=num_classes, in_channels=in_channels, batch_norm=batch_norm, **kwargs)
     return load_weights(model, pretrained)

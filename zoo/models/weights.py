@@ -10,6 +10,7 @@ SHA-256 every time they are loaded. Loading never unpickles code: ``torch.load(w
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import os
 import urllib.parse
@@ -24,14 +25,17 @@ from torch import Tensor, nn
 from zoo.errors import ZooError
 
 __all__ = [
+    "FASHIONMNIST_PREPROCESS",
     "IMAGENET_PREPROCESS",
     "Preprocess",
     "UnknownWeightsError",
     "Weights",
     "WeightsError",
+    "find_weights",
     "imagenet_categories",
     "list_weights",
     "load_weights",
+    "read_weights",
     "register_weights",
     "weights_for",
 ]
@@ -80,6 +84,8 @@ class Preprocess:
 
 
 IMAGENET_PREPROCESS = Preprocess(resize=256, crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+#: Fashion-MNIST as zoo's recipes feed it: statistics of the 55,000 training images left after the default split
+FASHIONMNIST_PREPROCESS = Preprocess(resize=28, crop=28, mean=(0.2859,), std=(0.3529,))
 
 
 def imagenet_categories() -> tuple[str, ...]:
@@ -154,30 +160,58 @@ def list_weights(pattern: str = "*") -> list[str]:
     )
 
 
-def weights_for(model: str, tag: str | None, *, num_classes: int, in_channels: int) -> Weights | None:
-    """The weights a builder was asked for, checked against the builder's other arguments.
+def find_weights(model: str, tag: str) -> Weights:
+    """The weights ``tag`` names for ``model``: a registered tag, a zoo checkpoint path or a W&B reference.
 
     Args:
         model: The registered model name.
-        tag: The weights asked for, or ``None`` for random initialisation.
-        num_classes: The builder's ``num_classes``; must equal the weights'.
-        in_channels: The builder's ``in_channels``; must equal the weights'.
-
-    Returns:
-        The :class:`Weights`, or ``None`` when ``tag`` is ``None``.
+        tag: A tag from :func:`list_weights` (``"imagenet"``), the path of a checkpoint written by
+            ``python -m zoo.fit`` (``runs/lenet5_fashionmnist/.../best.ckpt``), or a W&B model artifact
+            ``"wandb:ENTITY/PROJECT/NAME:VERSION"`` holding one.
 
     Raises:
-        UnknownWeightsError: No weights of that tag, or the classes or channels disagree.
+        UnknownWeightsError: No weights of that tag.
+        WeightsError: The checkpoint or artifact cannot be had, or is for another model.
     """
-    if tag is None:
-        return None
+    if tag.startswith(WANDB_PREFIX):
+        return _from_checkpoint(model, _download_artifact(tag), tag)
+    if tag.endswith(".ckpt") or os.sep in tag:
+        return _from_checkpoint(model, Path(tag), tag)
     available = _WEIGHTS.get(model, {})
     if tag not in available:
         names = ", ".join(sorted(available)) or "none"
         raise UnknownWeightsError(
             f"model '{model}' has no pretrained weights named '{tag}' (available: {names})"
         )
-    weights = available[tag]
+    return available[tag]
+
+
+def weights_for(
+    model: str, tag: str | None, *, num_classes: int, in_channels: int, kwargs: dict[str, Any]
+) -> tuple[Weights | None, dict[str, Any]]:
+    """The weights a builder was asked for, checked against its other arguments, and the options they need.
+
+    Shipped LeNet-5 weights were trained with ``activation="relu"``: ``lenet5(weights=..., activation="tanh")``
+    would load without complaint yet compute something else, so a conflicting option is refused. The file is
+    fetched here, before the builder spends time on a network that could not be loaded.
+
+    Args:
+        model: The registered model name.
+        tag: What :func:`find_weights` takes, or ``None`` for random initialisation.
+        num_classes: The builder's ``num_classes``; must equal the weights'.
+        in_channels: The builder's ``in_channels``; must equal the weights'.
+        kwargs: The builder's other options.
+
+    Returns:
+        The :class:`Weights` (``None`` when ``tag`` is ``None``) and ``kwargs`` with the options they need.
+
+    Raises:
+        UnknownWeightsError: No weights of that tag, or the classes, channels or options disagree.
+        WeightsError: The file, checkpoint or artifact cannot be had.
+    """
+    if tag is None:
+        return None, kwargs
+    weights = find_weights(model, tag)
     for what, given, fixed in (
         ("num_classes", num_classes, weights.num_classes),
         ("in_channels", in_channels, weights.in_channels),
@@ -187,7 +221,68 @@ def weights_for(model: str, tag: str | None, *, num_classes: int, in_channels: i
                 f"weights '{weights.name}' have {what}={fixed}, not {given}: build with {what}={fixed} "
                 "(then replace the head to train on other classes)"
             )
-    return weights
+    for key, value in weights.model_kwargs.items():
+        if key in kwargs and kwargs[key] != value:
+            raise UnknownWeightsError(f"weights '{weights.name}' need {key}={value!r}, not {kwargs[key]!r}")
+    _ensure_local(weights)
+    return weights, {**weights.model_kwargs, **kwargs}
+
+
+WANDB_PREFIX = "wandb:"
+
+
+@functools.cache  # once per process: create_model and the builder both resolve the same reference
+def _download_artifact(reference: str) -> Path:
+    """Download a W&B model artifact (``wandb:ENTITY/PROJECT/NAME:VERSION``) and return the checkpoint in it."""
+    name = reference.removeprefix(WANDB_PREFIX)
+    try:
+        import wandb
+
+        artifact = wandb.Api().artifact(name, type="model")
+        folder = Path(
+            artifact.download(root=str(weights_dir() / "wandb" / name.replace("/", "_").replace(":", "-")))
+        )
+    except Exception as error:  # the W&B client raises many types (no login, no network, no such artifact)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise WeightsError(f"cannot fetch W&B artifact '{name}': {reason}") from None
+    checkpoints = sorted(folder.rglob("*.ckpt"))
+    if not checkpoints:
+        raise WeightsError(f"W&B artifact '{name}' holds no .ckpt file")
+    return checkpoints[0]
+
+
+_PREFIX = "net."  # where a task keeps its network in a checkpoint's state dict
+
+
+def _from_checkpoint(model: str, path: Path, tag: str) -> Weights:
+    """Weights taken from a checkpoint written by ``python -m zoo.fit``: its network, classes and options."""
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        hparams = checkpoint["hyper_parameters"]
+        trained = str(hparams["model"])
+    except Exception as error:  # unpickling refused, not a zoo checkpoint, ...
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise WeightsError(f"{path} is not a zoo checkpoint that can be read safely: {reason}") from None
+    if trained != model:
+        raise WeightsError(f"checkpoint {path} holds a '{trained}', not a '{model}'")
+    return Weights(
+        model=model,
+        tag=tag,
+        file=str(path.resolve()),
+        sha256="",
+        num_classes=int(hparams["num_classes"]),
+        in_channels=int(hparams["in_channels"]),
+        model_kwargs=dict(hparams.get("model_kwargs") or {}),
+        convert=_task_state_dict,
+        source=f"zoo checkpoint {path}",
+    )
+
+
+def _task_state_dict(state: StateDict) -> StateDict:
+    """The network's part of a task's state dict, without the task's ``net.`` prefix."""
+    return {k.removeprefix(_PREFIX): v for k, v in state.items() if k.startswith(_PREFIX)}
 
 
 def load_weights(model: M, weights: Weights | None) -> M:
@@ -206,16 +301,27 @@ def load_weights(model: M, weights: Weights | None) -> M:
     """
     if weights is None:
         return model
-    path = _fetch(weights)
-    state = _read_state_dict(path, weights)
-    if weights.convert is not None:
-        state = weights.convert(state)
+    state = read_weights(weights)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-        raise WeightsError(f"weights '{weights.name}' in {path} do not fit the network: {first}") from None
+        raise WeightsError(f"weights '{weights.name}' do not fit the network: {first}") from None
     return model
+
+
+def read_weights(weights: Weights) -> StateDict:
+    """The state dict of a set of weights, fetched, hash-checked and mapped onto our modules' keys.
+
+    Raises:
+        WeightsError: The file cannot be had, fails its hash check or holds something other than tensors.
+    """
+    state = _read_state_dict(_fetch(weights), weights)
+    return weights.convert(state) if weights.convert is not None else state
+
+
+#: Where the weights that ship in the wheel lie.
+SHIPPED = Path(__file__).parent / "weights"
 
 
 def weights_dir() -> Path:
@@ -228,10 +334,10 @@ def weights_dir() -> Path:
 def _fetch(weights: Weights) -> Path:
     """The local, hash-checked file of a set of weights, downloading it first when needed."""
     if weights.file is not None:
-        path = Path(__file__).parent / "weights" / weights.file
+        path = SHIPPED / weights.file  # an absolute path (a checkpoint) stays as it is
         if not path.is_file():
-            raise WeightsError(f"weights '{weights.name}' should ship with zoo at {path}, which is missing")
-        _check_hash(path, weights, "delete the file and download it again")
+            raise WeightsError(f"weights '{weights.name}' should be at {path}, which is missing")
+        _check_hash(path, weights, "reinstall zoo" if path.is_relative_to(SHIPPED) else "it changed since")
         return path
     assert weights.url is not None
     path = weights_dir() / Path(urllib.parse.urlparse(weights.url).path).name
@@ -255,6 +361,17 @@ def _fetch(weights: Weights) -> Path:
         raise
     os.replace(partial, path)  # only a checked file ever gets the final name
     return path
+
+
+def _ensure_local(weights: Weights) -> None:
+    """Download a set of weights now if it has an address and no local copy (errors come early)."""
+    if (
+        weights.url is not None
+        and not (weights_dir() / Path(urllib.parse.urlparse(weights.url).path).name).is_file()
+    ):
+        _fetch(weights)
+    elif weights.file is not None and not (SHIPPED / weights.file).is_file():
+        _fetch(weights)  # raises, saying where it looked
 
 
 def _check_hash(path: Path, weights: Weights, advice: str) -> None:
@@ -283,6 +400,8 @@ def _read_state_dict(path: Path, weights: Weights) -> StateDict:
             state: Any = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+            if path.suffix == ".ckpt" and isinstance(state, dict):
+                state = state.get("state_dict")
     except Exception as error:  # unpickling errors come in many types; all mean "not a plain state dict"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise WeightsError(

@@ -1,7 +1,16 @@
 """LightningModules, one per task, sharing :class:`zoo.tasks.base.BaseTask`."""
 
+from zoo.tasks.autoencoder import AutoencoderTask
 from zoo.tasks.base import BaseTask
 from zoo.tasks.classification import ClassificationTask
 from zoo.tasks.schedules import WarmupCosine, WarmupMultiStep
+from zoo.tasks.style_transfer import StyleTransferTask
 
-__all__ = ["BaseTask", "ClassificationTask", "WarmupCosine", "WarmupMultiStep"]
+__all__ = [
+    "AutoencoderTask",
+    "BaseTask",
+    "ClassificationTask",
+    "StyleTransferTask",
+    "WarmupCosine",
+    "WarmupMultiStep",
+]

@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.errors import ZooError
 from zoo.models import create_model
+from zoo.models.base import Backbone
 from zoo.tasks.base import BaseTask, Stage
 
 __all__ = ["ClassificationTask"]
@@ -24,9 +25,16 @@ class ClassificationTask(BaseTask):
         model: a name from :func:`zoo.models.list_models`.
         num_classes: number of classes; must match the data.
         in_channels: channels of the input images (1 for the MNIST family, 3 for CIFAR).
-        weights: a pretrained weights tag for the network, or None to start from scratch.
+        weights: pretrained weights to start from: a tag from :func:`zoo.models.list_weights`, a zoo checkpoint
+            path or a ``wandb:`` artifact reference; None to start from scratch. When they were trained on
+            another number of classes, the head's last layer is replaced by a fresh one for ``num_classes``.
         model_kwargs: further keyword arguments for the network's builder (``image_size``, ``head``, ...).
         label_smoothing: cross-entropy label smoothing, 0 for none.
+        freeze_backbone: train the head only; everything before it keeps its weights (a linear probe of
+            the pretrained features when the head is one layer). Frozen batch norms keep their statistics.
+        unfreeze_at_epoch: with ``freeze_backbone``, the epoch at which the whole network starts to train
+            (the head learns first, so its random start does not disturb the pretrained features);
+            None keeps the backbone frozen to the end.
 
     Metrics: ``acc`` (top-1), ``acc_top5`` when there are more than 5 classes, ``loss``; at test also the
     accuracy of each class, logged as ``test_acc/<class>``. The best checkpoint is the one with the highest
@@ -46,18 +54,27 @@ class ClassificationTask(BaseTask):
         weights: str | None = None,
         model_kwargs: dict[str, Any] | None = None,
         label_smoothing: float = 0.0,
+        freeze_backbone: bool = False,
+        unfreeze_at_epoch: int | None = None,
     ) -> None:
+        if unfreeze_at_epoch is not None and not freeze_backbone:
+            raise ZooError("unfreeze_at_epoch needs freeze_backbone: true (there is nothing to unfreeze)")
+        if freeze_backbone and weights is None:
+            raise ZooError("freeze_backbone without weights would freeze random features; give weights")
         self.model_name, self.num_classes, self.in_channels = model, num_classes, in_channels
         self.weights, self.model_kwargs = weights, dict(model_kwargs or {})
         self.label_smoothing = label_smoothing
+        self.freeze_backbone, self.unfreeze_at_epoch = freeze_backbone, unfreeze_at_epoch
         super().__init__()
 
     def configure_models(self) -> None:
         """Build the network from the registry."""
+        # pretrained weights bring their own classes; a head for other classes replaces theirs below
+        num_classes = None if self.weights is not None else self.num_classes
         try:
             self.net = create_model(
                 self.model_name,
-                num_classes=self.num_classes,
+                num_classes=num_classes,
                 in_channels=self.in_channels,
                 weights=self.weights,
                 **self.model_kwargs,
@@ -66,6 +83,31 @@ class ClassificationTask(BaseTask):
             raise
         except (TypeError, ValueError) as error:  # a builder rejecting its arguments
             raise ZooError(f"cannot build model '{self.model_name}': {error}") from error
+        if (self.weights is not None or self.freeze_backbone) and not isinstance(self.net, Backbone):
+            raise ZooError(f"model '{self.model_name}' has no head to retrain: transfer needs a classifier")
+        if isinstance(self.net, Backbone) and self.net.num_classes != self.num_classes:
+            self.net.reset_classifier(self.num_classes)
+        self._set_backbone_trainable(not self.freeze_backbone)
+
+    def _backbone_frozen_at(self, epoch: int) -> bool:
+        return self.freeze_backbone and (self.unfreeze_at_epoch is None or epoch < self.unfreeze_at_epoch)
+
+    def _set_backbone_trainable(self, trainable: bool) -> None:
+        if not isinstance(self.net, Backbone):
+            return
+        head = {id(p) for p in self.net.head.parameters()}
+        for p in self.net.parameters():
+            p.requires_grad_(trainable or id(p) in head)
+
+    def on_train_epoch_start(self) -> None:
+        """Freeze or unfreeze the backbone for this epoch; frozen batch norms stay in evaluation mode."""
+        frozen = self._backbone_frozen_at(self.current_epoch)
+        self._set_backbone_trainable(not frozen)
+        if frozen and isinstance(self.net, Backbone):
+            head = set(self.net.head.modules())
+            for module in self.net.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module not in head:
+                    module.eval()
 
     def configure_metrics(self) -> MetricCollection:
         """Top-1 accuracy, and top-5 when there are more than five classes."""

@@ -1,0 +1,256 @@
+"""Autoencoders: reconstruct the input through an embedding vector; no labels needed.
+
+The network's encoder takes the images as the DataModule gives them (normalised); the reconstruction target is
+the same images as pixels in 0..1, recovered with the DataModule's own ``mean`` and ``std`` (kept in the
+checkpoint). Loss, metrics and figures are all in those pixel units, so they mean the same for every dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torchmetrics import MeanSquaredError, MetricCollection
+from torchmetrics.image import PeakSignalNoiseRatio
+
+from zoo.callbacks.drawing import IMAGE_TILE, captioned_grid, to_tiles
+from zoo.callbacks.figures import save_figure, should_draw
+from zoo.errors import DataError, ZooError
+from zoo.models import create_model
+from zoo.tasks.base import BaseTask, Stage
+
+__all__ = ["Autoencoder", "AutoencoderTask", "reconstruction_figure"]
+
+Loss = Literal["mse", "bce"]
+
+#: reconstruction losses, from the decoder's pixel logits and the target pixels in 0..1
+_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "mse": lambda logits, target: F.mse_loss(torch.sigmoid(logits), target),
+    "bce": F.binary_cross_entropy_with_logits,
+}
+
+
+class Autoencoder(Protocol):
+    """What the task needs of a network (:class:`zoo.models.autoencoder.ConvAutoencoder` has it)."""
+
+    def __call__(self, x: Tensor) -> Tensor: ...  # pixel logits (B, C, H, W) of images (B, C, H, W)
+    def encode(self, x: Tensor) -> Tensor: ...  # embeddings (B, D) of images (B, C, H, W)
+    def decode(self, z: Tensor) -> Tensor: ...  # pixel logits (B, C, H, W) of embeddings (B, D)
+
+
+class AutoencoderTask(BaseTask):
+    """Train an autoencoder (a registered network with ``encode`` and ``decode``) to reconstruct images.
+
+    Batches are ``(images, labels)`` as every zoo DataModule gives them; the labels are ignored, and the task has
+    no ``num_classes``, so it trains on any of them.
+
+    Args:
+        model: a registered autoencoder, e.g. ``conv_autoencoder``.
+        in_channels: channels of the images (1 for the MNIST family, 3 for CIFAR); must match the data.
+        embedding_dim: size of the embedding vector.
+        weights: a pretrained weights tag for the network, or None to start from scratch.
+        model_kwargs: further keyword arguments for the network's builder (``image_size: 32`` for CIFAR).
+        loss: ``mse`` (mean squared error of the pixels) or ``bce`` (binary cross-entropy of each pixel's
+            intensity, as in Chollet's Keras autoencoders).
+        reconstructions: images in the reconstruction figure (0: no figure).
+
+    Metrics: ``loss``, ``mse`` (mean squared error of pixels in 0..1) and ``psnr`` (peak signal-to-noise ratio,
+    in dB, of the epoch's mean squared error). The best checkpoint has the lowest ``val_loss``.
+
+    Figures: at the end of every validation epoch (not the sanity check) and of the test,
+    ``figures/<when>-val-reconstructions.png`` (``test-``) in the run folder, also sent to W&B or TensorBoard as
+    ``val/reconstructions``: the first ``reconstructions`` images of the split's first batch (the same images
+    every epoch) over their reconstructions, each captioned with its PSNR.
+    """
+
+    net: Autoencoder
+    pixel_mean: Tensor
+    pixel_std: Tensor
+
+    def __init__(
+        self,
+        model: str = "conv_autoencoder",
+        *,
+        in_channels: int = 1,
+        embedding_dim: int = 64,
+        weights: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        loss: Loss = "mse",
+        reconstructions: int = 8,
+    ) -> None:
+        self.model_name, self.in_channels, self.embedding_dim = model, in_channels, embedding_dim
+        self.weights, self.model_kwargs = weights, dict(model_kwargs or {})
+        self.loss, self.reconstructions = loss, reconstructions
+        self._shown: tuple[Tensor, Tensor, Tensor] | None = None  # (pixels, reconstructions, labels)
+        super().__init__()
+        # How the data normalised its images (0..1 units); identity until setup reads the DataModule's.
+        self.register_buffer("pixel_mean", torch.zeros(in_channels))
+        self.register_buffer("pixel_std", torch.ones(in_channels))
+
+    def configure_models(self) -> None:
+        """Build the network from the registry."""
+        try:
+            net = create_model(
+                self.model_name,
+                in_channels=self.in_channels,
+                weights=self.weights,
+                embedding_dim=self.embedding_dim,
+                **self.model_kwargs,
+            )
+        except ZooError:
+            raise
+        except (TypeError, ValueError) as error:  # a builder rejecting its arguments
+            raise ZooError(f"cannot build model '{self.model_name}': {error}") from error
+        self.net = cast(Autoencoder, net)
+
+    def configure_losses(self) -> None:
+        """Pick the reconstruction loss."""
+        if self.loss not in _LOSSES:
+            raise ZooError(f"loss must be one of {', '.join(_LOSSES)}, not '{self.loss}'")
+        self.criterion = _LOSSES[self.loss]
+
+    def configure_metrics(self) -> MetricCollection:
+        """Mean squared error and PSNR of the pixels, in 0..1."""
+        return MetricCollection({"mse": MeanSquaredError(), "psnr": PeakSignalNoiseRatio(data_range=1.0)})
+
+    # ---- the network ---------------------------------------------------------------------------------------
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Pixel logits ``(B, C, H, W)`` of the reconstructions of images ``(B, C, H, W)``."""
+        return self.net(images)
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Embeddings ``(B, embedding_dim)`` of images ``(B, C, H, W)`` (normalised as the data gives them)."""
+        return self.net.encode(images)
+
+    def pixels(self, images: Tensor) -> Tensor:
+        """Normalised images ``(B, C, H, W)`` back as pixels in 0..1: the reconstruction target."""
+        shape = (1, -1, 1, 1)
+        return (images * self.pixel_std.view(shape) + self.pixel_mean.view(shape)).clamp(0, 1)
+
+    # ---- steps ---------------------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        """Check the data's channels and read how it normalises its images."""
+        super().setup(stage)
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        shape = getattr(datamodule, "image_shape", None)
+        if shape is not None and shape[0] != self.in_channels:
+            raise DataError(
+                f"the task has in_channels={self.in_channels} but {type(datamodule).__name__} has images with "
+                f"{shape[0]} channels; set --model.in_channels {shape[0]}"
+            )
+        stats = _normalisation(datamodule)
+        if stats is not None and stats[0].numel() == self.in_channels:
+            self.pixel_mean.copy_(stats[0])
+            self.pixel_std.copy_(stats[1])
+
+    def step(self, batch: tuple[Tensor, Tensor], stage: Stage) -> Tensor:
+        """Reconstruction loss of one batch; updates and logs the stage's metrics."""
+        images, labels = batch
+        logits = self(images)
+        target = self.pixels(images)
+        loss = self.criterion(logits, target)
+        reconstructed = torch.sigmoid(logits.detach())
+        metrics = self.metrics_of(stage)
+        metrics.update(reconstructed, target)
+        self.log(
+            f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, sync_dist=True
+        )
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "test")
+        if stage != "train" and self._shown is None and self.reconstructions > 0:
+            keep = slice(0, self.reconstructions)
+            self._shown = (target[keep].cpu(), reconstructed[keep].cpu(), labels[keep].cpu())
+        return loss
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        """The embedding and the label of every image in the batch."""
+        images, labels = batch
+        return {"embedding": self.encode(images), "label": labels}
+
+    def write_predictions(self, batches: list[dict[str, Tensor]], output: Path) -> str:
+        """Write the embeddings :meth:`predict_step` gave to ``output`` (``.npz`` or ``.pt``, as ``zoo.embed``
+        does); called by ``python -m zoo.predict``.
+
+        Returns:
+            The line to print.
+        """
+        from zoo.embed import write_embeddings  # zoo.embed imports this module
+
+        if not batches:
+            raise ZooError("there are no images to embed")
+        embeddings = torch.cat([batch["embedding"] for batch in batches]).float().cpu()
+        labels = torch.cat([batch["label"] for batch in batches]).cpu()
+        names = getattr(getattr(self.trainer, "datamodule", None), "classes", None)
+        write_embeddings(output, embeddings, labels, list(names) if names is not None else None)
+        return f"{len(labels)} embeddings of size {embeddings.shape[1]} written to {output}"
+
+    # ---- figures -------------------------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        """Forget the previous epoch's images."""
+        self._shown = None
+
+    def on_test_epoch_start(self) -> None:
+        """Forget the validation's images."""
+        self._shown = None
+
+    def on_validation_epoch_end(self) -> None:
+        """Draw the reconstruction figure."""
+        self._draw("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Draw the reconstruction figure."""
+        self._draw("test")
+
+    def _draw(self, stage: str) -> None:
+        shown, self._shown = self._shown, None
+        if (
+            shown is None
+            or not self.trainer.is_global_zero
+            or not should_draw(self.trainer, every_n_epochs=1)
+        ):
+            return
+        names = getattr(getattr(self.trainer, "datamodule", None), "classes", None)
+        save_figure(self.trainer, reconstruction_figure(*shown, names=names), f"{stage}/reconstructions")
+
+
+def _normalisation(datamodule: Any) -> tuple[Tensor, Tensor] | None:
+    """The per-channel ``(mean, std)`` (0..1 units) a DataModule normalises with: tensors for the in-memory
+    sets, tuples for image folders; None when it does not say."""
+    mean, std = getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
+    if mean is None or std is None:
+        return None
+    mean = torch.as_tensor(mean, dtype=torch.float32).flatten()
+    std = torch.as_tensor(std, dtype=torch.float32).flatten()
+    return (mean, std) if 0 < mean.numel() == std.numel() else None
+
+
+def reconstruction_figure(
+    pixels: Tensor, reconstructed: Tensor, labels: Tensor, *, names: Sequence[str] | None = None
+) -> Image.Image:
+    """Originals in the top row, their reconstructions under them, captioned with class and PSNR.
+
+    Args:
+        pixels: the original images ``(B, C, H, W)`` in 0..1.
+        reconstructed: their reconstructions ``(B, C, H, W)`` in 0..1.
+        labels: classes ``(B,)``, shown by name when ``names`` has them.
+        names: class names in label order, or None.
+
+    Returns:
+        A PIL image of ``B * (IMAGE_TILE + PAD) + PAD`` by ``2 * (IMAGE_TILE + CAPTION + PAD) + PAD`` pixels.
+    """
+    error = (reconstructed.float() - pixels.float()).square().flatten(1).mean(dim=1)
+    psnr = 10 * torch.log10(1 / error.clamp_min(1e-10))
+    classes = [
+        str(names[int(y)]) if names is not None and 0 <= int(y) < len(names) else f"label {int(y)}"
+        for y in labels
+    ]
+    captions = [("original", name) for name in classes] + [("reconstruction", f"{p:.1f} dB") for p in psnr]
+    tiles = to_tiles(torch.cat([pixels, reconstructed]), IMAGE_TILE)
+    return captioned_grid(tiles, captions, len(pixels))
