@@ -1,7 +1,8 @@
 """What the figure callbacks cost: epoch time of a recipe with and without them, side by side in one process.
 
     python benchmarks/figures_overhead.py                      # lenet5_fashionmnist, 5 pairs of 1-epoch fits
-    python benchmarks/figures_overhead.py --recipe convnet_fashionmnist --pairs 3 --every_n_epochs 5
+    python benchmarks/figures_overhead.py --pairs 5 --epochs 5 --every_n_epochs 5   # a recipe's average epoch
+    python benchmarks/figures_overhead.py --recipe convnet_fashionmnist --pairs 3
 
 Each pair trains the recipe's task for one epoch on its data (training and validation, as in the recipe: same
 network, batch size, augmentation, validation split) twice, once with the recipe's figure callbacks and once
@@ -56,19 +57,19 @@ def instantiate(entry: dict[str, Any], **extra: Any) -> Any:
 
 
 def one_epoch(
-    recipe: dict[str, Any], data: Any, callbacks: list[L.Callback], folder: Path
+    recipe: dict[str, Any], data: Any, callbacks: list[L.Callback], folder: Path, epochs: int = 1
 ) -> tuple[float, float]:
-    """Train the recipe's task for one epoch with ``callbacks``.
+    """Train the recipe's task for ``epochs`` epochs (one by default) with ``callbacks``.
 
     Returns:
-        The epoch's wall time, and the time spent inside the hooks of ``callbacks`` (Lightning's simple
+        The epochs' summed wall time, and the time spent inside the hooks of ``callbacks`` (Lightning's simple
         profiler), in seconds.
     """
     timer = EpochTimer()
     profiler = SimpleProfiler()
     logger = WandbLogger(project="zoo-benchmark", save_dir=str(folder), offline=True)
     trainer = L.Trainer(
-        max_epochs=1,
+        max_epochs=epochs,
         accelerator="cpu",
         devices=1,
         logger=logger,
@@ -87,7 +88,7 @@ def one_epoch(
     inside = sum(
         sum(durations) for key, durations in profiler.recorded_durations.items() if key.startswith(names)
     )
-    return timer.seconds[0], inside
+    return sum(timer.seconds), inside
 
 
 def hardware() -> str:
@@ -106,8 +107,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--recipe", default="lenet5_fashionmnist")
-    parser.add_argument("--pairs", type=int, default=5, help="pairs of one-epoch fits (with, without)")
+    parser.add_argument("--pairs", type=int, default=5, help="pairs of fits (with, without)")
     parser.add_argument("--every_n_epochs", type=int, default=1, help="passed to every figure callback")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="epochs per fit: with --every_n_epochs 5 and 5 epochs, a recipe's average",
+    )
     parser.add_argument("--data_root", default=None, help="the dataset folder (default: the recipe's search)")
     args = parser.parse_args()
 
@@ -126,7 +133,7 @@ def main() -> None:
     data = instantiate(data_entry)  # read once, shared by every fit
     data.setup("fit")
     print(f"{args.recipe}: {', '.join(e['class_path'].rsplit('.', 1)[1] for e in figure_entries)}, "
-          f"every_n_epochs={args.every_n_epochs}")  # fmt: skip
+          f"every_n_epochs={args.every_n_epochs}, {args.epochs} epoch(s) a fit")  # fmt: skip
     print(f"machine: {hardware()}")
     ratios, shares = [], []
     with tempfile.TemporaryDirectory() as scratch:
@@ -139,7 +146,7 @@ def main() -> None:
                 callbacks = [instantiate(e, every_n_epochs=args.every_n_epochs) for e in figure_entries]
                 folder = Path(scratch) / f"{pair}-{with_figures}"
                 used = callbacks if with_figures else []
-                times[with_figures], hooks = one_epoch(recipe, data, used, folder)
+                times[with_figures], hooks = one_epoch(recipe, data, used, folder, args.epochs)
                 inside += hooks
             ratios.append(times[True] / times[False])
             shares.append(inside / times[True])

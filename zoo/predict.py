@@ -1,4 +1,4 @@
-"""``python -m zoo.predict --recipe NAME --ckpt_path PATH [--output FILE]``: write predictions to a CSV file."""
+"""``python -m zoo.predict --recipe NAME --ckpt_path PATH [--output FILE]``: write predictions (a CSV of classes, stylised PNGs, embeddings: whatever the task writes)."""
 
 import sys
 
