@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -33,7 +32,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.profilers import SimpleProfiler
 
-from zoo.cli import find_recipe, read_recipe
+from zoo.cli import _hardware, find_recipe, read_recipe
 
 
 class EpochTimer(L.Callback):
@@ -91,17 +90,6 @@ def one_epoch(
     return sum(timer.seconds), inside
 
 
-def hardware() -> str:
-    """The CPU, in words."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            name = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,7 +122,7 @@ def main() -> None:
     data.setup("fit")
     print(f"{args.recipe}: {', '.join(e['class_path'].rsplit('.', 1)[1] for e in figure_entries)}, "
           f"every_n_epochs={args.every_n_epochs}, {args.epochs} epoch(s) a fit")  # fmt: skip
-    print(f"machine: {hardware()}")
+    print(f"machine: {_hardware()}, torch {torch.__version__}")
     ratios, shares = [], []
     with tempfile.TemporaryDirectory() as scratch:
         one_epoch(recipe, data, [], Path(scratch) / "warm-up")  # first-run costs (allocator, caches) left out
