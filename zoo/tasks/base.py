@@ -40,6 +40,8 @@ class BaseTask(L.LightningModule):
 
     #: set by tasks whose outputs are class scores, checked against the data's ``num_classes``
     num_classes: int | None = None
+    #: True for tasks whose ``num_classes`` counts the objects only, given data whose count adds the background
+    data_counts_background: ClassVar[bool] = False
 
     def __init__(self, ignore: list[str] | None = None) -> None:
         super().__init__()
@@ -111,10 +113,16 @@ class BaseTask(L.LightningModule):
         """Check that the data's ``num_classes`` matches the task's before any step runs."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         data_classes = getattr(datamodule, "num_classes", None)
-        if self.num_classes is not None and data_classes is not None and data_classes != self.num_classes:
+        background = int(self.data_counts_background)
+        if (
+            self.num_classes is not None
+            and data_classes is not None
+            and data_classes != self.num_classes + background
+        ):
+            counted = " (background included)" if background else ""
             raise DataError(
                 f"the task has num_classes={self.num_classes} but {type(datamodule).__name__} has "
-                f"{data_classes} classes; set --model.num_classes {data_classes}"
+                f"{data_classes} classes{counted}; set --model.num_classes {data_classes - background}"
             )
         shape = getattr(datamodule, "image_shape", None)
         if shape is not None:
