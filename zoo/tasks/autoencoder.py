@@ -21,8 +21,7 @@ from torchmetrics.image import PeakSignalNoiseRatio
 from zoo.callbacks.drawing import IMAGE_TILE, captioned_grid, to_tiles
 from zoo.callbacks.figures import save_figure, should_draw
 from zoo.errors import DataError, ZooError
-from zoo.models import create_model
-from zoo.tasks.base import BaseTask, Stage
+from zoo.tasks.base import BaseTask, Stage, build_network
 
 __all__ = ["Autoencoder", "AutoencoderTask", "reconstruction_figure"]
 
@@ -94,18 +93,13 @@ class AutoencoderTask(BaseTask):
 
     def configure_models(self) -> None:
         """Build the network from the registry."""
-        try:
-            net = create_model(
-                self.model_name,
-                in_channels=self.in_channels,
-                weights=self.weights,
-                embedding_dim=self.embedding_dim,
-                **self.model_kwargs,
-            )
-        except ZooError:
-            raise
-        except (TypeError, ValueError) as error:  # a builder rejecting its arguments
-            raise ZooError(f"cannot build model '{self.model_name}': {error}") from error
+        net = build_network(
+            self.model_name,
+            in_channels=self.in_channels,
+            weights=self.weights,
+            embedding_dim=self.embedding_dim,
+            **self.model_kwargs,
+        )
         self.net = cast(Autoencoder, net)
 
     def configure_losses(self) -> None:

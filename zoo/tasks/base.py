@@ -13,18 +13,33 @@ from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from zoo.errors import DataError, ZooError
+from zoo.models import create_model
 
-__all__ = ["BaseTask", "NonFiniteLossError", "Stage"]
+__all__ = ["BaseTask", "NonFiniteLossError", "Stage", "build_network"]
 
 Stage = Literal["train", "val", "test"]
 
 
 class NonFiniteLossError(ZooError):
     """The loss became NaN or infinite; the message names the step."""
+
+
+def build_network(name: str, **kwargs: Any) -> nn.Module:
+    """``create_model(name, **kwargs)``, with a builder's rejection of its arguments as a :class:`ZooError`.
+
+    A task's options come from a recipe or the command line, so a bad one is the user's input: one line, not a
+    traceback.
+    """
+    try:
+        return create_model(name, **kwargs)
+    except ZooError:
+        raise
+    except (TypeError, ValueError) as error:  # a builder rejecting its arguments
+        raise ZooError(f"cannot build model '{name}': {error}") from error
 
 
 class BaseTask(L.LightningModule):

@@ -11,9 +11,8 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.errors import ZooError
-from zoo.models import create_model
 from zoo.models.base import Backbone
-from zoo.tasks.base import BaseTask, Stage
+from zoo.tasks.base import BaseTask, Stage, build_network
 
 __all__ = ["ClassificationTask"]
 
@@ -71,18 +70,13 @@ class ClassificationTask(BaseTask):
         """Build the network from the registry."""
         # pretrained weights bring their own classes; a head for other classes replaces theirs below
         num_classes = None if self.weights is not None else self.num_classes
-        try:
-            self.net = create_model(
-                self.model_name,
-                num_classes=num_classes,
-                in_channels=self.in_channels,
-                weights=self.weights,
-                **self.model_kwargs,
-            )
-        except ZooError:
-            raise
-        except (TypeError, ValueError) as error:  # a builder rejecting its arguments
-            raise ZooError(f"cannot build model '{self.model_name}': {error}") from error
+        self.net = build_network(
+            self.model_name,
+            num_classes=num_classes,
+            in_channels=self.in_channels,
+            weights=self.weights,
+            **self.model_kwargs,
+        )
         if (self.weights is not None or self.freeze_backbone) and not isinstance(self.net, Backbone):
             raise ZooError(f"model '{self.model_name}' has no head to retrain: transfer needs a classifier")
         if isinstance(self.net, Backbone) and self.net.num_classes != self.num_classes:

@@ -17,9 +17,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchvision.ops import box_iou, generalized_box_iou_loss
 
 from zoo.errors import ZooError
-from zoo.models import create_model
 from zoo.models.base import Backbone
-from zoo.tasks.base import BaseTask, Stage
+from zoo.tasks.base import BaseTask, Stage, build_network
 
 __all__ = ["AccuracyAtIoU", "BoxLoss", "LocalizationTask", "MeanBoxIoU", "paired_iou"]
 
@@ -109,17 +108,9 @@ class LocalizationTask(BaseTask):
 
     def configure_models(self) -> None:
         """The backbone from the registry, its pooling, and the two heads."""
-        try:
-            net = create_model(
-                self.model_name,
-                num_classes=self.num_classes,
-                in_channels=self.in_channels,
-                **self.model_kwargs,
-            )
-        except ZooError:
-            raise
-        except (TypeError, ValueError) as error:  # a builder rejecting its arguments
-            raise ZooError(f"cannot build model '{self.model_name}': {error}") from error
+        net = build_network(
+            self.model_name, num_classes=self.num_classes, in_channels=self.in_channels, **self.model_kwargs
+        )
         if not isinstance(net, Backbone):
             raise ZooError(
                 f"model '{self.model_name}' has no forward_features: localization needs a backbone"
