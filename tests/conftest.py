@@ -1,4 +1,4 @@
-"""Fabricated datasets in the real on-disk formats, written under pytest's tmp_path."""
+"""Fabricated datasets in the real on-disk formats, written under pytest's tmp_path, and helpers for counting models."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import gzip
 import os
 import pickle
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
@@ -84,6 +88,17 @@ def make_cifar100(folder: Path, *, train: int = 120, test: int = 30, seed: int =
         }
         (root / name).write_bytes(pickle.dumps(written[name], protocol=2))
     return written
+
+
+def num_params(model: nn.Module) -> int:
+    """Parameters of a network, the figure papers and torchvision publish."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def on_meta(build: Callable[..., nn.Module], **kwargs: Any) -> nn.Module:
+    """Build a model without allocating or initialising its weights (to count parameters, or to take another's)."""
+    with torch.device("meta"):
+        return build(**kwargs)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 import torchvision
-from torch import nn
+from conftest import num_params, on_meta
 
 from zoo.models import alexnet as alexnet_module
 from zoo.models import googlenet as googlenet_module
@@ -15,16 +15,6 @@ from zoo.models.alexnet import alexnet
 from zoo.models.googlenet import GoogLeNetOutputs, googlenet
 
 BUILDERS = {"alexnet": alexnet, "googlenet": googlenet}
-
-
-def _num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _on_meta(build: Any, **kwargs: Any) -> nn.Module:
-    """Build a model without allocating or initialising its weights."""
-    with torch.device("meta"):
-        return build(**kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +38,7 @@ def _seed() -> None:
     ],
 )
 def test_parameter_count(name: str, kwargs: dict[str, Any], expected: int) -> None:
-    assert _num_params(_on_meta(BUILDERS[name], **kwargs)) == expected
+    assert num_params(on_meta(BUILDERS[name], **kwargs)) == expected
 
 
 @pytest.mark.parametrize(
@@ -62,8 +52,8 @@ def test_parameter_count(name: str, kwargs: dict[str, Any], expected: int) -> No
 def test_layout_matches_torchvision(
     name: str, theirs_kwargs: dict[str, Any], ours_kwargs: dict[str, Any]
 ) -> None:
-    ours = _on_meta(BUILDERS[name], **ours_kwargs).state_dict()
-    theirs = _on_meta(getattr(torchvision.models, name), weights=None, **theirs_kwargs).state_dict()
+    ours = on_meta(BUILDERS[name], **ours_kwargs).state_dict()
+    theirs = on_meta(getattr(torchvision.models, name), weights=None, **theirs_kwargs).state_dict()
     assert list(ours) == list(theirs)
     assert all(ours[k].shape == theirs[k].shape for k in ours)
 
@@ -73,7 +63,7 @@ def test_layout_matches_torchvision(
 
 def test_alexnet_matches_torchvision_at_224() -> None:
     theirs = torchvision.models.alexnet(weights=None).eval()
-    ours = _on_meta(alexnet).eval()  # takes torchvision's tensors: no second 61M-parameter init
+    ours = on_meta(alexnet).eval()  # takes torchvision's tensors: no second 61M-parameter init
     ours.load_state_dict(alexnet_module.from_torchvision(theirs.state_dict()), assign=True)
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
@@ -92,7 +82,7 @@ def test_alexnet_matches_torchvision_at_224() -> None:
 def test_googlenet_matches_torchvision(theirs_aux: bool, ours_aux: bool, transform_input: bool) -> None:
     options = {"transform_input": transform_input, "dropout": 0.0, "dropout_aux": 0.0}
     theirs = torchvision.models.googlenet(weights=None, aux_logits=theirs_aux, init_weights=True, **options)
-    ours = _on_meta(googlenet, aux_logits=ours_aux, **options)
+    ours = on_meta(googlenet, aux_logits=ours_aux, **options)
     ours.load_state_dict(
         googlenet_module.from_torchvision(theirs.state_dict(), aux_logits=ours_aux), assign=True
     )
@@ -108,7 +98,7 @@ def test_googlenet_matches_torchvision(theirs_aux: bool, ours_aux: bool, transfo
 
 
 def test_googlenet_from_torchvision_keeps_or_drops_aux_keys() -> None:
-    with_aux = _on_meta(
+    with_aux = on_meta(
         torchvision.models.googlenet, weights=None, aux_logits=True, init_weights=False
     ).state_dict()
     dropped = googlenet_module.from_torchvision(with_aux)
@@ -143,9 +133,9 @@ def test_feature_map_sizes_on_small_images(
 
 
 def test_alexnet_imagenet_takes_63x63_and_googlenet_cifar_stem_keeps_32x32() -> None:
-    ours = _on_meta(alexnet)
+    ours = on_meta(alexnet)
     assert ours(torch.zeros(1, 3, 63, 63, device="meta")).shape == (1, 1000)
-    stem = _on_meta(googlenet, stem="cifar")
+    stem = on_meta(googlenet, stem="cifar")
     x = stem.conv1(torch.zeros(1, 3, 32, 32, device="meta"))
     x = stem.maxpool2(stem.conv3(stem.conv2(stem.maxpool1(x))))
     assert x.shape == (1, 192, 32, 32)
@@ -162,7 +152,7 @@ def test_googlenet_aux_heads() -> None:
     (outputs.logits + 0.3 * (outputs.aux1 + outputs.aux2)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     with pytest.raises(RuntimeError, match="aux_logits=True"):
-        _on_meta(googlenet).forward_aux(x.to("meta"))
+        on_meta(googlenet).forward_aux(x.to("meta"))
 
 
 # --- options -----------------------------------------------------------------------------------------
@@ -187,4 +177,4 @@ def test_googlenet_aux_heads() -> None:
 )
 def test_bad_options_raise(name: str, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        _on_meta(BUILDERS[name], **kwargs)
+        on_meta(BUILDERS[name], **kwargs)

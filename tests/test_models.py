@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 import torchvision
+from conftest import num_params, on_meta
 from torch import nn
 
 from zoo.errors import ZooError
@@ -65,16 +66,6 @@ def _cases(name: str) -> list[tuple[dict[str, Any], tuple[int, int, int]]]:
     if not cases:
         pytest.fail(f"no documented input size for model '{name}': add it to INPUTS")
     return cases
-
-
-def _num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _on_meta(build: Any, **kwargs: Any) -> nn.Module:
-    """Build a model without allocating or initialising its weights (for counting parameters)."""
-    with torch.device("meta"):
-        return build(**kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -212,20 +203,20 @@ def test_in_channels_one(name: str) -> None:
     ],
 )
 def test_parameter_count(name: str, kwargs: dict[str, Any], expected: int) -> None:
-    assert _num_params(_on_meta(create_model, name=name, **kwargs)) == expected
+    assert num_params(on_meta(create_model, name=name, **kwargs)) == expected
 
 
 @pytest.mark.parametrize("name", VGGS)
 def test_vgg_imagenet_matches_torchvision_layout(name: str) -> None:
-    ours = _on_meta(create_model, name=name).state_dict()
-    theirs = _on_meta(getattr(torchvision.models, name), weights=None).state_dict()
+    ours = on_meta(create_model, name=name).state_dict()
+    theirs = on_meta(getattr(torchvision.models, name), weights=None).state_dict()
     assert list(ours) == list(theirs)
     assert all(ours[k].shape == theirs[k].shape for k in ours)
 
 
 def test_vgg11_imagenet_head_at_224_matches_torchvision() -> None:
     theirs = torchvision.models.vgg11(weights=None).eval()
-    ours = _on_meta(vgg11).eval()  # takes torchvision's tensors: no second 133M-parameter init
+    ours = on_meta(vgg11).eval()  # takes torchvision's tensors: no second 133M-parameter init
     ours.load_state_dict(theirs.state_dict(), assign=True)
     x = torch.randn(1, 3, 224, 224)
     out = ours(x)
@@ -283,7 +274,7 @@ def test_models_never_import_lightning() -> None:
 @pytest.mark.parametrize(("depth", "millions"), [(20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85), (110, 1.7)])
 def test_cifar_resnets_match_he_et_al_table_6(depth: int, millions: float) -> None:
     for kind in ("resnet", "plain"):
-        count = _num_params(create_model(f"{kind}{depth}"))
+        count = num_params(create_model(f"{kind}{depth}"))
         assert round(count / 1e6, 2 if millions < 1 else 1) == millions, (kind, depth, count)
 
 

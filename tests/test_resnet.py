@@ -8,6 +8,7 @@ from typing import Any, Literal
 import pytest
 import torch
 import torchvision
+from conftest import num_params, on_meta
 from torch import nn
 
 from zoo.models import resnet, resnet_cifar
@@ -17,16 +18,6 @@ from zoo.models.resnet_cifar import CifarBasicBlock, CifarResNet, ZeroPadShortcu
 IMAGENET = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 DEPTHS = [20, 32, 44, 56, 110]
 BATCH = 2
-
-
-def _num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def _on_meta(build: Callable[..., nn.Module], **kwargs: Any) -> nn.Module:
-    """Build a model without allocating or initialising its weights (for counting parameters)."""
-    with torch.device("meta"):
-        return build(**kwargs)
 
 
 def _builder(name: str) -> Callable[..., nn.Module]:
@@ -61,16 +52,16 @@ def _seed() -> None:
     ],
 )
 def test_parameter_count(name: str, kwargs: dict[str, Any], expected: int) -> None:
-    assert _num_params(_on_meta(_builder(name), **kwargs)) == expected
+    assert num_params(on_meta(_builder(name), **kwargs)) == expected
 
 
 @pytest.mark.parametrize(("depth", "millions"), zip(DEPTHS, [0.27, 0.46, 0.66, 0.85, 1.7], strict=True))
 def test_plain_nets_have_the_resnets_parameters(depth: int, millions: float) -> None:
-    plain = _on_meta(_builder(f"plain{depth}"))
-    res = _on_meta(_builder(f"resnet{depth}"))
+    plain = on_meta(_builder(f"plain{depth}"))
+    res = on_meta(_builder(f"resnet{depth}"))
     assert list(plain.state_dict()) == list(res.state_dict())
-    assert _num_params(plain) == _num_params(res)
-    assert round(_num_params(res) / 1e6, 2 if depth < 100 else 1) == millions
+    assert num_params(plain) == num_params(res)
+    assert round(num_params(res) / 1e6, 2 if depth < 100 else 1) == millions
 
 
 # --- torchvision layout and outputs ------------------------------------------------------------------
@@ -78,8 +69,8 @@ def test_plain_nets_have_the_resnets_parameters(depth: int, millions: float) -> 
 
 @pytest.mark.parametrize("name", IMAGENET)
 def test_state_dict_keys_match_torchvision(name: str) -> None:
-    ours = _on_meta(_builder(name)).state_dict()
-    theirs = _on_meta(getattr(torchvision.models, name), weights=None).state_dict()
+    ours = on_meta(_builder(name)).state_dict()
+    theirs = on_meta(getattr(torchvision.models, name), weights=None).state_dict()
     assert list(ours) == list(theirs)
     assert all(ours[k].shape == theirs[k].shape for k in ours)
 
@@ -94,7 +85,7 @@ def test_outputs_match_torchvision(name: str) -> None:
                 m.bias.uniform_(-0.2, 0.2)
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
-    ours = _on_meta(_builder(name)).eval()  # takes torchvision's tensors: no second initialisation
+    ours = on_meta(_builder(name)).eval()  # takes torchvision's tensors: no second initialisation
     ours.load_state_dict(from_torchvision(theirs.state_dict()), strict=True, assign=True)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -129,7 +120,7 @@ def test_zero_init_residual(block: Literal["basic", "bottleneck"], last_bn: str)
 
 
 def test_bottleneck_strides_on_its_3x3_convolution() -> None:
-    block = _on_meta(resnet.resnet50).layer2[0]
+    block = on_meta(resnet.resnet50).layer2[0]
     assert block.conv1.stride == (1, 1) and block.conv2.stride == (2, 2)
     assert block.downsample[0].stride == (2, 2)
 
@@ -231,7 +222,7 @@ def test_bad_options_raise(build: Callable[[], nn.Module], match: str) -> None:
 
 
 def test_resnet18_cifar_stem_is_fixed() -> None:
-    model = _on_meta(resnet.resnet18_cifar)
+    model = on_meta(resnet.resnet18_cifar)
     assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
     assert isinstance(model.maxpool, nn.Identity)
     with pytest.raises(TypeError, match="stem"):
