@@ -258,6 +258,12 @@ def _from_checkpoint(model: str, path: Path, tag: str) -> Weights:
     """Weights taken from a checkpoint written by ``python -m zoo.fit``: its network, classes and options."""
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} does not exist")
+    stat = path.stat()  # a rewritten checkpoint (a resumed run's) is read again
+    return _checkpoint_weights(model, path, tag, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)  # create_model and then the builder resolve the same tag
+def _checkpoint_weights(model: str, path: Path, tag: str, mtime_ns: int, size: int) -> Weights:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         hparams = checkpoint["hyper_parameters"]
@@ -271,7 +277,7 @@ def _from_checkpoint(model: str, path: Path, tag: str) -> Weights:
         model=model,
         tag=tag,
         file=str(path.resolve()),
-        sha256="",
+        sha256="",  # no published hash: _check_hash skips it
         num_classes=int(hparams["num_classes"]),
         in_channels=int(hparams["in_channels"]),
         model_kwargs=dict(hparams.get("model_kwargs") or {}),
@@ -331,16 +337,23 @@ def weights_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def _local_path(weights: Weights) -> Path:
+    """Where a set of weights is on this machine, or will be once downloaded."""
+    if weights.file is not None:
+        return SHIPPED / weights.file  # an absolute path (a checkpoint) stays as it is
+    assert weights.url is not None
+    return weights_dir() / Path(urllib.parse.urlparse(weights.url).path).name
+
+
 def _fetch(weights: Weights) -> Path:
     """The local, hash-checked file of a set of weights, downloading it first when needed."""
+    path = _local_path(weights)
     if weights.file is not None:
-        path = SHIPPED / weights.file  # an absolute path (a checkpoint) stays as it is
         if not path.is_file():
             raise WeightsError(f"weights '{weights.name}' should be at {path}, which is missing")
-        _check_hash(path, weights, "reinstall zoo" if path.is_relative_to(SHIPPED) else "it changed since")
+        _check_hash(path, weights, "reinstall zoo")  # shipped files; checkpoints have no hash to check
         return path
     assert weights.url is not None
-    path = weights_dir() / Path(urllib.parse.urlparse(weights.url).path).name
     if path.is_file():
         _check_hash(path, weights, "delete it to download it again")
         return path
@@ -364,17 +377,14 @@ def _fetch(weights: Weights) -> Path:
 
 
 def _ensure_local(weights: Weights) -> None:
-    """Download a set of weights now if it has an address and no local copy (errors come early)."""
-    if (
-        weights.url is not None
-        and not (weights_dir() / Path(urllib.parse.urlparse(weights.url).path).name).is_file()
-    ):
+    """Download a set of weights now when there is no local copy (a missing file raises, saying where)."""
+    if not _local_path(weights).is_file():
         _fetch(weights)
-    elif weights.file is not None and not (SHIPPED / weights.file).is_file():
-        _fetch(weights)  # raises, saying where it looked
 
 
 def _check_hash(path: Path, weights: Weights, advice: str) -> None:
+    if not weights.sha256:  # a run's own checkpoint: no published hash to hold it to
+        return
     digest = _sha256(path)
     if not digest.startswith(weights.sha256):
         raise WeightsError(
