@@ -1,8 +1,8 @@
 """Callbacks, one per file, usable with any logger.
 
-The figure callbacks (:class:`FeatureMaps`, :class:`Filters`, :class:`ConfusionMatrix`, :class:`PredictionGrid`)
-draw with :mod:`zoo.callbacks.drawing` and save through :mod:`zoo.callbacks.figures`: a PNG in the run folder's
-``figures/``, and an image in W&B or TensorBoard.
+The figure callbacks (:class:`FeatureMaps`, :class:`Filters`, :class:`ConfusionMatrix`, :class:`PredictionGrid`,
+:class:`PredictionOverlays`) draw with :mod:`zoo.callbacks.drawing` and save through :mod:`zoo.callbacks.figures`:
+a PNG in the run folder's ``figures/``, and an image in W&B or TensorBoard.
 """
 
 from zoo.callbacks.confusion_matrix import ConfusionMatrix
@@ -10,6 +10,15 @@ from zoo.callbacks.feature_maps import FeatureMaps
 from zoo.callbacks.filters import Filters
 from zoo.callbacks.last_checkpoint import LastCheckpoint
 from zoo.callbacks.log_config import LogConfig
+from zoo.callbacks.overlays import PredictionOverlays
 from zoo.callbacks.prediction_grid import PredictionGrid
 
-__all__ = ["ConfusionMatrix", "FeatureMaps", "Filters", "LastCheckpoint", "LogConfig", "PredictionGrid"]
+__all__ = [
+    "ConfusionMatrix",
+    "FeatureMaps",
+    "Filters",
+    "LastCheckpoint",
+    "LogConfig",
+    "PredictionGrid",
+    "PredictionOverlays",
+]
