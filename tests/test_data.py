@@ -598,6 +598,22 @@ def test_crop_and_flip_by_hand() -> None:
     assert len(used) >= 6
 
 
+def test_crop_and_flip_together_is_a_shift_then_a_mirror() -> None:
+    image = np.arange(1, 21, dtype=np.uint8).reshape(4, 5)
+    batch = torch.from_numpy(np.stack([image, image + 100])[None]).repeat(200, 1, 1, 1)
+    out = crop_and_flip(batch, pad=2, flip=True, generator=torch.Generator().manual_seed(1))
+    seen = set()
+    for sample in out.numpy():
+        found = [(dy, dx, mirror) for dy in range(-2, 3) for dx in range(-2, 3) for mirror in (False, True)
+                 if np.array_equal(sample[0], _shift(image, dy, dx)[:, ::-1] if mirror else _shift(image, dy, dx))]  # fmt: skip
+        assert found, sample[0]
+        dy, dx, mirror = found[0]
+        other = _shift(image + 100, dy, dx)
+        assert np.array_equal(sample[1], other[:, ::-1] if mirror else other)  # both channels alike
+        seen.add(found[0])
+    assert len(seen) >= 30  # of the 50 shift and mirror combinations
+
+
 def test_resume_mid_epoch_yields_the_remaining_batches() -> None:
     def fresh() -> InMemoryLoader:
         loader = _indexed_loader(batch_size=10, pad=2, flip=True, seed=7)
