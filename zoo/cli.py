@@ -288,7 +288,9 @@ def build_cli(command: Command, recipe_name: str, args: list[str]) -> Any:
 
         def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
             trainer_config = self._get(self.config_init, "trainer", default={})
-            recipe_callbacks = list(trainer_config.get("callbacks") or [])
+            given = trainer_config.get("callbacks") or []
+            # one callback given on the command line (--trainer.callbacks CLASS) arrives alone, not in a list
+            recipe_callbacks = list(given) if isinstance(given, list | tuple) else [given]
             extra: list[Any] = []
             if trainer_config.get("enable_progress_bar") is not False and not any(
                 isinstance(c, ProgressBar) for c in recipe_callbacks
