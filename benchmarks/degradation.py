@@ -76,8 +76,8 @@ class TrainingError(L.Callback):
     def on_validation_batch_start(self, *args: Any, **kwargs: Any) -> None:
         self.tap.take()  # validation outputs are not training error
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        accuracy = trainer.callback_metrics.get("val_acc")
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        accuracy = trainer.callback_metrics.get("val_acc")  # logged by the task at its validation epoch's end
         if trainer.sanity_checking or accuracy is None or trainer.state.fn != "fit":
             return
         TrainingError.records["val"].append((trainer.global_step, 1 - float(accuracy)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import pickle
 import struct
@@ -13,7 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
+
+from zoo.data.voc import VOC_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
@@ -128,3 +132,104 @@ def require_fashion_mnist() -> Path:
             pytest.fail("CI=true but Debian's dataset-fashion-mnist is not installed")
         pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
     return FASHION_MNIST_SYSTEM
+
+
+def make_voc_segmentation(folder: Path, *, images: int = 4) -> Path:
+    """``VOCdevkit/VOC2012`` with JPEGs, palette PNG masks (background, a person, a border of 255) and the
+    ``ImageSets/Segmentation`` train and val lists, as the official archive lays them out."""
+    base = folder / "VOCdevkit" / "VOC2012"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    ids = [f"2008_{index:06d}" for index in range(1, images + 1)]
+    for image_id in ids:
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(
+            base / "JPEGImages" / f"{image_id}.jpg"
+        )
+        mask = np.zeros((30, 40), dtype=np.uint8)
+        mask[5:20, 10:30] = 255
+        mask[6:19, 11:29] = 15
+        png = Image.fromarray(mask, mode="P")
+        png.putpalette([v for i in range(256) for v in (i, i, i)])
+        png.save(base / "SegmentationClass" / f"{image_id}.png")
+    (base / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(ids[: images // 2]) + "\n")
+    (base / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(ids[images // 2 :]) + "\n")
+    return folder
+
+
+#: small settings that keep a detector's step to a fraction of a second on a CPU
+DETECTION_SMALL: dict[str, Any] = {
+    "min_size": 64,
+    "max_size": 64,
+    "representation_size": 32,
+    "rpn_pre_nms_top_n_train": 200,
+    "rpn_post_nms_top_n_train": 50,
+    "rpn_pre_nms_top_n_test": 100,
+    "rpn_post_nms_top_n_test": 20,
+    "box_batch_size_per_image": 16,
+}
+
+
+def make_voc_detection(
+    root: Path, *, year: str = "2007", splits: tuple[str, ...] = ("trainval", "test")
+) -> Path:
+    """``VOCdevkit/VOC<year>`` with four 64x48 JPEGs, their XML and the ``ImageSets/Main`` lists ``splits``."""
+    base = root / "VOCdevkit" / f"VOC{year}"
+    ids = [f"00000{i}" for i in range(1, 5)]
+    rng = np.random.default_rng(0)
+    for index, image_id in enumerate(ids):
+        (base / "JPEGImages").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(
+            base / "JPEGImages" / f"{image_id}.jpg"
+        )
+        name = VOC_CLASSES[index * 5]
+        (base / "Annotations").mkdir(exist_ok=True)
+        (base / "Annotations" / f"{image_id}.xml").write_text(
+            f"<annotation><size><width>64</width><height>48</height><depth>3</depth></size><object><name>{name}"
+            "</name><difficult>0</difficult><bndbox><xmin>5</xmin><ymin>6</ymin><xmax>40</xmax><ymax>30</ymax>"
+            "</bndbox></object></annotation>"
+        )
+    (base / "ImageSets" / "Main").mkdir(parents=True)
+    for split in splits:
+        (base / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def make_coco_detection(root: Path) -> dict[str, Path]:
+    """A COCO-format training and validation json over four 64x48 JPEGs, with two categories."""
+    images = root / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    entries, annotations = [], []
+    for index in range(4):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(images / f"{index}.jpg")
+        entries.append({"id": index + 1, "file_name": f"{index}.jpg", "width": 64, "height": 48})
+        annotations.append({"id": 10 + index, "image_id": index + 1, "category_id": 18 if index % 2 else 1,
+                            "bbox": [5, 6, 30, 20], "iscrowd": 0, "area": 600})  # fmt: skip
+    data = {"images": entries, "annotations": annotations,
+            "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}]}  # fmt: skip
+    files = {"train_json": root / "train.json", "val_json": root / "val.json", "images": images}
+    for key in ("train_json", "val_json"):
+        files[key].write_text(json.dumps(data))
+    return files
+
+
+def small_model(**extra: Any) -> list[str]:
+    """Options replacing a recipe's model_kwargs: small images, few proposals, no ImageNet weights to download."""
+    return ["--model.init_args.model_kwargs", json.dumps({**DETECTION_SMALL, **extra})]
+
+
+def detection_recipe_args(recipe: str, tmp_path: Path) -> list[str]:
+    """What each detection recipe needs to run in seconds on fabricated data."""
+    if recipe == "fasterrcnn_shapes":
+        return ["--data.init_args.num_train", "16", "--data.init_args.num_val", "4",
+                "--data.init_args.num_test", "4"]  # fmt: skip
+    if recipe == "fasterrcnn_voc":
+        root = make_voc_detection(tmp_path / "voc")
+        return ["--data.init_args.root", str(root), "--data.init_args.num_workers", "0", *small_model()]
+    files = make_coco_detection(tmp_path / "coco")
+    return [
+        "--data.init_args.train_json", str(files["train_json"]), "--data.init_args.train_images", str(files["images"]),
+        "--data.init_args.val_json", str(files["val_json"]), "--data.init_args.val_images", str(files["images"]),
+        "--data.init_args.num_workers", "0", "--model.init_args.num_classes", "3", *small_model(),
+    ]  # fmt: skip

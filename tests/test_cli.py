@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, make_cifar10, make_cifar100, make_idx_dataset, require_fashion_mnist
+from conftest import (
+    REPO,
+    detection_recipe_args,
+    make_cifar10,
+    make_cifar100,
+    make_idx_dataset,
+    make_voc_segmentation,
+    require_fashion_mnist,
+)
 from PIL import Image
 
 from zoo.cli import list_recipes, main
@@ -29,6 +37,8 @@ def data_root_for(recipe: str, tmp_path: Path) -> Path | None:
     data_class = yaml.safe_load((REPO / "recipes" / f"{recipe}.yaml").read_text())["data"]["class_path"]
     if "ShapesDataModule" in data_class:
         return None
+    if "VOCSegmentationDataModule" in data_class:
+        return make_voc_segmentation(tmp_path / "voc")
     if "CIFAR100" in data_class:
         make_cifar100(tmp_path / "cifar100", train=200, test=40)
         return tmp_path / "cifar100"
@@ -49,6 +59,9 @@ SMALL_BATCHES = ["--data.init_args.batch_size", "8", "--data.init_args.eval_batc
 RECIPE_ARGS = {
     "transfer_fashionmnist": ["--data.init_args.train_per_class", "5"],
     **{name: SMALL_BATCHES for name in ["googlenet_cifar", "resnet110_cifar", "resnet18_cifar", "vgg16_cifar", "alexnet_cifar"]},
+    # no ImageNet weights offline; 64-pixel crops and whole images of 64, two images a batch, no worker processes
+    "fcn_voc": ["--data.init_args.crop_size", "64", "--data.init_args.eval_size", "64", "--data.init_args.batch_size", "2",
+                "--data.init_args.num_workers", "0", "--model.init_args.model_kwargs", '{"aux_loss": true}'],
     "style_fast": ["--model.init_args.loss_weights", "null", "--model.init_args.allow_random", "true",
                    "--model.init_args.style_size", "16", "--data.init_args.size", "16",
                    "--data.init_args.num_workers", "0"],
@@ -105,16 +118,34 @@ def test_list_names_every_recipe_with_its_reference(capsys: pytest.CaptureFixtur
 def test_every_recipe_runs_through_the_cli(
     recipe: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = data_root_for(recipe, tmp_path)
-    data = [] if root is None else ["--data.init_args.root", str(root), "--data.init_args.val_size", "20"]
+    if recipe.startswith("fasterrcnn_"):  # VOC and COCO-format files, and a detector small enough for seconds
+        data = detection_recipe_args(recipe, tmp_path)
+    else:
+        root = data_root_for(recipe, tmp_path)
+        val_size = [] if "voc" in recipe else ["--data.init_args.val_size", "20"]  # VOC has its own val split
+        data = [] if root is None else ["--data.init_args.root", str(root), *val_size]
     args = ["--recipe", recipe, "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu", *data,
             "--trainer.default_root_dir", str(tmp_path / "runs"), *RECIPE_ARGS.get(recipe, [])]  # fmt: skip
     assert main("fit", args) == 0
     folder = run_folder(capsys.readouterr().out)
     metrics = json.loads((folder / "metrics.json").read_text())
-    reached = metrics["test"][metrics["reference"]["metric"]]  # test_acc, or test_loss for style transfer
-    assert 0.0 <= reached <= 1.0 if metrics["reference"]["metric"] == "test_acc" else math.isfinite(reached)
+    reference, test = metrics["reference"]["metric"], metrics["test"]
+    reached = test[reference]
+    if reference == "test_loss":  # style transfer
+        assert math.isfinite(reached)
+    elif reference.startswith("test_map"):  # detection: COCO-style AP is -1 where there is nothing to find
+        assert -1.0 <= reached <= 1.0 and {"test_map", "test_map_50", "test_map_75", "test_mar_100"} <= set(
+            test
+        )
+    else:  # accuracies, mean IoU
+        assert 0.0 <= reached <= 1.0
+    if reference == "test_miou":  # segmentation: pixel accuracy, and the IoU of each class by name
+        background = test["test_iou/background"]
+        assert 0.0 <= test["test_pixel_acc"] <= 1.0 and (math.isnan(background) or 0.0 <= background <= 1.0)
+        assert "test_iou/circle" in test or "test_iou/aeroplane" in test
     assert (folder / "config.yaml").is_file()
+    if reference in {"test_acc_iou50", "test_map", "test_map_50", "test_miou"}:  # boxes and masks drawn
+        assert list((folder / "figures").glob("*test-overlays.png")), sorted((folder / "figures").iterdir())
 
 
 def test_fit_leaves_a_complete_run_folder(idx_root: Path, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ INPUTS: dict[str, list[tuple[dict[str, Any], tuple[int, int, int]]]] = {
     "convnet": [({}, (1, 28, 28))],
     "lenet5": [({"image_size": 28}, (1, 28, 28)), ({}, (1, 32, 32))],
     "keras_cnn": [({}, (1, 28, 28))],
+    "fastnet": [({}, (1, 28, 28)), ({"in_channels": 3, "widths": [16, 32, 64], "depth": 2}, (3, 32, 32))],
     "conv_autoencoder": [({}, (1, 28, 28)), ({"in_channels": 3, "image_size": 32}, (3, 32, 32))],
     # the ImageNet architectures at 32x32 and 28x28, each in its documented small-image form
     "vgg*": [
@@ -55,10 +56,25 @@ INPUTS: dict[str, list[tuple[dict[str, Any], tuple[int, int, int]]]] = {
         for kind in ("resnet", "plain")
         for depth in (20, 32, 44, 56, 110)
     },
+    # segmentation networks take any size: odd sides, not multiples of their stride
+    "fcn*": [({"num_classes": 3}, (3, 37, 45))],
 }
 BATCH = 2
 #: networks whose output is an image shaped like their input (pixel logits), not class logits
 IMAGE_OUTPUTS = {"conv_autoencoder"}
+#: detectors take lists of images and give losses or detections: tests/test_detection.py covers them
+DETECTORS = list_models("fasterrcnn_*")
+CLASSIFIERS_AND_SEGMENTERS = [name for name in list_models() if name not in DETECTORS]
+#: networks whose output is per-pixel class logits (B, num_classes, H, W), with no single feature map
+SEGMENTATION_OUTPUTS = set(list_models("fcn*"))
+
+
+def _output_shape(name: str, x: torch.Tensor, num_classes: int) -> tuple[int, ...]:
+    if name in IMAGE_OUTPUTS:
+        return tuple(x.shape)
+    if name in SEGMENTATION_OUTPUTS:
+        return (x.shape[0], num_classes, *x.shape[2:])
+    return (x.shape[0], num_classes)
 
 
 def _cases(name: str) -> list[tuple[dict[str, Any], tuple[int, int, int]]]:
@@ -79,8 +95,9 @@ def _seed() -> None:
 def test_list_models() -> None:
     resnets = [f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)] + ["resnet18_cifar"]
     plains = [f"plain{d}" for d in (20, 32, 44, 56, 110)]
-    others = ["alexnet", "conv_autoencoder", "convnet", "googlenet", "keras_cnn", "lenet5", "mlp"]
-    assert list_models() == sorted([*others, *VGGS, *resnets, *plains])
+    others = ["alexnet", "conv_autoencoder", "convnet", "fastnet", "googlenet", "keras_cnn", "lenet5", "mlp"]
+    fcns = ["fcn16s_vgg16", "fcn32s_vgg16", "fcn8s_resnet18", "fcn8s_resnet50", "fcn8s_vgg16", "fcn_resnet50"]
+    assert list_models() == sorted([*others, *VGGS, *resnets, *plains, *fcns, *DETECTORS])
     assert list_models("vgg*") == VGGS
     assert list_models("*_bn") == [name for name in VGGS if name.endswith("_bn")]
     assert list_models("resnet*") == sorted(resnets)
@@ -152,19 +169,23 @@ def test_create_model_keeps_builder_defaults() -> None:
 # --- every registered model -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS_AND_SEGMENTERS)
 def test_forward_backward(name: str) -> None:
     for kwargs, (c, h, w) in _cases(name):
         model = create_model(name, **kwargs)
         num_classes = kwargs.get("num_classes", 10)
         x = torch.randn(BATCH, c, h, w)
         out = model(x)
-        assert out.shape == (x.shape if name in IMAGE_OUTPUTS else (BATCH, num_classes))
+        assert out.shape == _output_shape(name, x, num_classes)
         out.sum().backward()
         for pname, p in model.named_parameters():
+            if not p.requires_grad:  # an FCN's final upsampling stays bilinear (Long et al.)
+                continue
             assert p.grad is not None, f"{name}: no gradient for {pname}"
             assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient for {pname}"
 
+        if name in SEGMENTATION_OUTPUTS:  # skips from several stages: no single feature map, no separate head
+            continue
         model.eval()
         with torch.no_grad():
             features = model.forward_features(x)
@@ -172,12 +193,12 @@ def test_forward_backward(name: str) -> None:
             torch.testing.assert_close(model.forward_head(features), model(x))
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS_AND_SEGMENTERS)
 def test_in_channels_one(name: str) -> None:
     kwargs, (_, h, w) = _cases(name)[0]
     model = create_model(name, **{**kwargs, "in_channels": 1})
     x = torch.randn(BATCH, 1, h, w)
-    assert model(x).shape == (x.shape if name in IMAGE_OUTPUTS else (BATCH, kwargs.get("num_classes", 10)))
+    assert model(x).shape == _output_shape(name, x, kwargs.get("num_classes", 10))
 
 
 # --- parameter counts against the published figures --------------------------------------------------

@@ -36,6 +36,21 @@ def test_multistep_warmup_runs_at_a_fraction_of_the_rate() -> None:
     assert rates[50:] == pytest.approx([0.01] * 50)
 
 
+def test_multistep_linear_warmup_rises_as_linear_lr() -> None:
+    rates = _rates(
+        WarmupMultiStep, 100, milestones=[0.5], warmup=0.1, warmup_factor=0.001, warmup_mode="linear"
+    )
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    reference = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.001, total_iters=10)
+    expected = []
+    for _ in range(10):  # torchvision's detection warm-up
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    assert rates[:10] == pytest.approx(expected)
+    assert rates[10:50] == pytest.approx([0.1] * 40) and rates[50:] == pytest.approx([0.01] * 50)
+
+
 def test_cosine_warms_up_then_anneals_to_the_final_fraction() -> None:
     rates = _rates(WarmupCosine, 100, warmup=0.1, final_fraction=0.0)
     assert rates[:10] == pytest.approx([0.01 * (i + 1) for i in range(10)])
@@ -50,6 +65,7 @@ def test_cosine_warms_up_then_anneals_to_the_final_fraction() -> None:
         ({"milestones": [0.75, 0.5]}, "increasing fractions"),
         ({"milestones": [1.5]}, "increasing fractions"),
         ({"milestones": [0.5], "warmup": 1.0}, "warmup is a fraction"),
+        ({"milestones": [0.5], "warmup_mode": "cosine"}, "constant or linear"),
     ],
 )
 def test_bad_multistep_options(kwargs: dict[str, object], match: str) -> None:

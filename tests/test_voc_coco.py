@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -134,14 +134,32 @@ def test_voc_segmentation_masks_keep_indices_and_ignore(voc_root: Path) -> None:
     assert np.array_equal(read_class_png(png), semantic())  # indices, not palette colours
     data = VOCSegmentationDataModule(str(voc_root), crop_size=30, num_workers=0, batch_size=2)
     data.setup()
-    images, target = next(iter(data.val_dataloader()))
-    assert tuple(images.shape) == (1, 3, 30, 30)
-    mask = target["semantic"]
-    assert mask.dtype == torch.int64 and tuple(mask.shape) == (1, 30, 30)
+    images, mask = next(iter(data.val_dataloader()))  # the batch is (images, masks), as the shapes give it
+    assert tuple(images.shape) == (1, 3, 30, 30) and images.dtype == torch.float32
+    assert type(mask) is torch.Tensor and mask.dtype == torch.int64 and tuple(mask.shape) == (1, 30, 30)
     assert torch.equal(mask[0], torch.from_numpy(semantic()[:, 5:35]).long())  # centre crop of 40 → 30
-    images, target = next(iter(data.train_dataloader()))
-    assert tuple(images.shape) == (2, 3, 30, 30) and set(target["semantic"].unique().tolist()) <= {0, 15, 255}
+    images, mask = next(iter(data.train_dataloader()))
+    assert tuple(images.shape) == (2, 3, 30, 30) and set(mask.unique().tolist()) <= {0, 15, 255}
+    # classes names the objects only, as every DataModule: label i is classes[i - 1], 0 the background
+    assert data.classes == list(VOC_CLASSES) and data.classes[15 - 1] == "person"
     assert data.num_classes == 21 and IGNORE_INDEX == 255
+
+
+def test_voc_segmentation_whole_images_are_padded_with_ignore(voc_root: Path) -> None:
+    base = voc_root / "VOCdevkit" / "VOC2012"
+    jpeg(base / "JPEGImages" / "2008_000003.jpg", width=50, height=20, seed=3)
+    palette_png(base / "SegmentationClass" / "2008_000003.png", semantic(width=50, height=20))
+    (base / "ImageSets" / "Segmentation" / "val.txt").write_text("2008_000002\n2008_000003\n")
+    data = VOCSegmentationDataModule(str(voc_root), eval_size=20, num_workers=0, batch_size=2)
+    images, masks = next(iter(data.val_dataloader()))
+    # 40x30 becomes 26x20 (shorter side 20), 50x20 stays: the batch is as wide as the widest, 50
+    assert tuple(images.shape) == (2, 3, 20, 50) and tuple(masks.shape) == (2, 20, 50)
+    assert (images[0, :, :, 26:] == 0).all() and (masks[0, :, 26:] == IGNORE_INDEX).all()
+    assert set(masks[0, :, :26].unique().tolist()) <= {0, 15, 255}
+    assert (masks[0, :, :26] != IGNORE_INDEX).any()
+    assert torch.equal(masks[1], torch.from_numpy(semantic(width=50, height=20)).long())
+    with pytest.raises(DataError, match="crop_size and eval_size must be at least 1"):
+        VOCSegmentationDataModule(str(voc_root), eval_size=0)
 
 
 def test_voc_segmentation_mask_of_the_wrong_size(voc_root: Path) -> None:
@@ -251,9 +269,9 @@ def test_coco_polygon_masks(tmp_path: Path) -> None:
     assert tuple(empty["masks"].shape) == (0, H, W)
 
 
-def test_coco_rle_without_pycocotools(tmp_path: Path) -> None:
-    if importlib.util.find_spec("pycocotools") is not None:
-        pytest.skip("pycocotools is installed: RLE is decoded")
+def test_coco_rle_without_pycocotools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pycocotools is a dependency (torchmetrics' mAP uses it); a None entry makes its import fail as if absent
+    monkeypatch.setitem(sys.modules, "pycocotools", None)
     path, images = coco(tmp_path)
     data = COCODetectionDataModule(str(path), str(images), keep_crowd=True, masks=True, num_workers=0)
     data.setup()

@@ -29,6 +29,7 @@ import lightning as L
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, tv_tensors
 from torchvision.transforms import v2
@@ -38,7 +39,7 @@ from zoo.data.coco import DetectionDataModule, DetectionRecord, filter_boxes, re
 from zoo.data.targets import IGNORE_INDEX
 from zoo.errors import DataError
 
-__all__ = ["VOC_CLASSES", "VOCDetectionDataModule", "VOCSegmentationDataModule"]
+__all__ = ["VOC_CLASSES", "VOCDetectionDataModule", "VOCSegmentationDataModule", "collate_padded"]
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +243,9 @@ class VOCDetectionDataModule(DetectionDataModule):
         return records
 
 
-class _SegmentationSamples(Dataset[tuple[tv_tensors.Image, dict[str, Any]]]):
-    """``(image, {"semantic": mask})`` from pairs of JPEG and palette PNG, through a transform."""
+class _SegmentationSamples(Dataset[tuple[tv_tensors.Image, tv_tensors.Mask]]):
+    """``(image, mask)`` from pairs of JPEG and palette PNG, through a transform: the mask is ``int64`` ``(H, W)``
+    class indices, 255 ignored (the same sample as ``ShapesDataModule(mode="segmentation")`` gives)."""
 
     def __init__(self, pairs: list[tuple[Path, Path]], transform: v2.Transform) -> None:
         self.pairs, self.transform = pairs, transform
@@ -251,14 +253,31 @@ class _SegmentationSamples(Dataset[tuple[tv_tensors.Image, dict[str, Any]]]):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, dict[str, Any]]:
+    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         image_path, mask_path = self.pairs[index]
         image = tv_tensors.Image(read_image(image_path))
         mask = tv_tensors.Mask(torch.from_numpy(read_class_png(mask_path)).long())
         if mask.shape != image.shape[-2:]:
             raise DataError(f"{mask_path}: mask is {tuple(mask.shape)}, its image {tuple(image.shape[-2:])}")
-        image, target = self.transform(image, {"semantic": mask})
-        return image, target
+        image, mask = self.transform(image, mask)
+        return image, mask
+
+
+def collate_padded(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Stack samples of different sizes: images padded with 0 and masks with 255 (ignored) at the bottom and
+    right, to the largest height and width in the batch.
+
+    Returns:
+        Images ``(B, 3, H, W)`` and masks ``(B, H, W)``; padded pixels count for nothing in the loss or metrics.
+    """
+    height = max(image.shape[-2] for image, _ in batch)
+    width = max(image.shape[-1] for image, _ in batch)
+    images = torch.zeros(len(batch), batch[0][0].shape[0], height, width, dtype=batch[0][0].dtype)
+    masks = torch.full((len(batch), height, width), IGNORE_INDEX, dtype=torch.int64)
+    for index, (image, mask) in enumerate(batch):
+        images[index, :, : image.shape[-2], : image.shape[-1]] = image
+        masks[index, : mask.shape[-2], : mask.shape[-1]] = mask
+    return images, masks
 
 
 def read_class_png(path: Path) -> np.ndarray:
@@ -287,12 +306,15 @@ def _size_of(path: Path) -> tuple[int, int]:
 
 
 class VOCSegmentationDataModule(L.LightningDataModule):
-    """PASCAL VOC semantic segmentation: batches of ``(B, 3, S, S)`` images and ``{"semantic": (B, S, S)}``.
+    """PASCAL VOC semantic segmentation: batches of images ``(B, 3, H, W)`` and masks ``(B, H, W)``.
 
-    Training samples are resized so that their shorter side is ``crop_size`` times a random factor in
-    ``scale_range`` (torchvision's segmentation reference), randomly cropped to ``crop_size`` (padded
-    with 255, the ignore index, where the image is smaller) and flipped; evaluation samples are resized so their
-    shorter side is ``crop_size`` and centre-cropped to ``crop_size`` square, so that every batch stacks.
+    Masks are ``int64`` class indices: 0 the background, 1..20 :data:`VOC_CLASSES`, 255 ignored (object borders
+    and padding). Training samples are resized so that their shorter side is ``crop_size`` times a random factor
+    in ``scale_range`` (torchvision's segmentation reference), randomly cropped to ``crop_size`` (padded
+    with 255, the ignore index, where the image is smaller) and flipped. Evaluation samples, by default, are
+    resized so their shorter side is ``crop_size`` and centre-cropped to ``crop_size`` square; with ``eval_size``
+    they are whole images with the shorter side resized to ``eval_size`` (torchvision's reference evaluates at
+    520), stacked by padding each batch to its largest image with 255 in the masks (batch size 1 pads nothing).
     Images are ``float32`` in 0..1 (the model normalises).
 
     Args:
@@ -308,9 +330,11 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         batch_size: images per batch per device.
         eval_batch_size: images per batch for validation and test; defaults to ``batch_size``.
         num_workers: processes decoding images.
+        eval_size: evaluate whole images, shorter side resized to this; None: the centre ``crop_size`` square.
     """
 
-    classes = ["background", *VOC_CLASSES]
+    #: the object classes: label ``i`` is ``classes[i - 1]``, 0 is the background (not listed)
+    classes = list(VOC_CLASSES)
 
     def __init__(
         self,
@@ -327,22 +351,25 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
+        eval_size: int | None = None,
     ) -> None:
         super().__init__()
         if not 0 < scale_range[0] <= scale_range[1]:
             raise DataError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range}")
+        if crop_size < 1 or (eval_size is not None and eval_size < 1):
+            raise DataError(f"crop_size and eval_size must be at least 1, got {crop_size} and {eval_size}")
         self.root, self.year, self.download = root, str(year), download
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.crop_size, self.flip = crop_size, flip
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers = num_workers
+        self.num_workers, self.eval_size = num_workers, eval_size
         self.datasets: dict[str, _SegmentationSamples] = {}
 
     @property
     def num_classes(self) -> int:
         """21: the background and the 20 VOC classes (255 is ignored, not a class)."""
-        return len(self.classes)
+        return len(self.classes) + 1
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -367,6 +394,8 @@ class VOCSegmentationDataModule(L.LightningDataModule):
             )
             if self.flip:
                 steps.append(v2.RandomHorizontalFlip())
+        elif self.eval_size is not None:
+            steps.append(v2.Resize(self.eval_size, antialias=True))
         else:
             steps += [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
         steps.append(v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True))
@@ -421,6 +450,8 @@ class VOCSegmentationDataModule(L.LightningDataModule):
             shuffle=train,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # whole images differ in size; crops all have crop_size
+            collate_fn=collate_padded if not train and self.eval_size is not None else None,
         )
 
     def train_dataloader(self) -> DataLoader:

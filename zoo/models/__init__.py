@@ -6,7 +6,20 @@ Pretrained weights are listed by :func:`list_weights` and loaded with ``create_m
 """
 
 # Importing the family modules registers their builders and weights.
-from zoo.models import alexnet, autoencoder, convnet, googlenet, lenet, mlp, resnet, resnet_cifar, vgg  # noqa: F401
+from zoo.models import (  # noqa: F401
+    alexnet,
+    autoencoder,
+    convnet,
+    faster_rcnn,
+    fastnet,
+    fcn,
+    googlenet,
+    lenet,
+    mlp,
+    resnet,
+    resnet_cifar,
+    vgg,
+)
 from zoo.models.registry import UnknownModelError, create_model, list_models, register_model
 from zoo.models.weights import UnknownWeightsError, Weights, WeightsError, list_weights
 

@@ -156,7 +156,6 @@ class AutoencoderTask(BaseTask):
         self.log(
             f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, sync_dist=True
         )
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "test")
         if stage != "train" and self._shown is None and self.reconstructions > 0:
             keep = slice(0, self.reconstructions)
             self._shown = (target[keep].cpu(), reconstructed[keep].cpu(), labels[keep].cpu())
@@ -195,11 +194,13 @@ class AutoencoderTask(BaseTask):
         self._shown = None
 
     def on_validation_epoch_end(self) -> None:
-        """Draw the reconstruction figure."""
+        """Log the validation metrics and draw the reconstruction figure."""
+        super().on_validation_epoch_end()
         self._draw("val")
 
     def on_test_epoch_end(self) -> None:
-        """Draw the reconstruction figure."""
+        """Log the test metrics and draw the reconstruction figure."""
+        super().on_test_epoch_end()
         self._draw("test")
 
     def _draw(self, stage: str) -> None:

@@ -175,7 +175,6 @@ class LocalizationTask(BaseTask):
             on_epoch=True,
             sync_dist=True,
         )
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "test")
         return loss
 
     def predict_step(self, batch: tuple[Tensor, dict[str, Tensor]], batch_idx: int) -> dict[str, Tensor]:

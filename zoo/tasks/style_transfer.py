@@ -223,11 +223,13 @@ class StyleTransferTask(BaseTask):
 
     def on_validation_epoch_end(self) -> None:
         """Draw the first validation images stylised, when the figure callbacks' schedule says so."""
+        super().on_validation_epoch_end()
         if should_draw(self.trainer, self.figure_every_n_epochs):
             self._draw("val/stylized")
 
     def on_test_epoch_end(self) -> None:
         """Draw the first test images stylised."""
+        super().on_test_epoch_end()
         self._draw("test/stylized")
 
     def _draw(self, name: str) -> None:
