@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from zoo.tasks import WarmupCosine, WarmupMultiStep
+from zoo.tasks import WarmupCosine, WarmupMultiStep, WarmupPoly
 
 
 def _rates(schedule_cls: type, steps: int, **kwargs: object) -> list[float]:
@@ -71,3 +71,32 @@ def test_cosine_warms_up_then_anneals_to_the_final_fraction() -> None:
 def test_bad_multistep_options(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         WarmupMultiStep(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), **kwargs)  # type: ignore[arg-type]
+
+
+def test_poly_decay_is_torchvisions() -> None:
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    reference = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=50, power=0.9)
+    expected = []
+    for _ in range(50):
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    assert _rates(WarmupPoly, 50) == pytest.approx(expected)
+    assert _rates(WarmupPoly, 50)[-1] == pytest.approx(0.1 * (1 / 50) ** 0.9)
+
+
+def test_poly_warmup_rises_linearly_then_decays() -> None:
+    rates = _rates(WarmupPoly, 100, warmup=0.1, warmup_factor=0.01)
+    assert rates[:10] == pytest.approx([0.1 * (0.01 + 0.99 * i / 10) for i in range(10)])
+    assert rates[10] == pytest.approx(0.1)
+    assert all(a > b for a, b in itertools.pairwise(rates[10:]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"power": 0.0}, "power must be positive"), ({"warmup": 1.0}, "warmup is a fraction"),
+     ({"warmup_factor": 0.0}, "warmup_factor is a fraction")],
+)  # fmt: skip
+def test_bad_poly_options(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        WarmupPoly(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), **kwargs)  # type: ignore[arg-type]

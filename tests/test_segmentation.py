@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from zoo.data import ShapesDataModule
 from zoo.errors import DataError, ZooError
 from zoo.models import create_model, list_models, weights
 from zoo.models.fcn import FCN, BilinearDeconv, _vgg_stages, bilinear_kernel
-from zoo.tasks import SegmentationTask, WarmupPoly
+from zoo.tasks import SegmentationTask
 from zoo.tasks.segmentation import pixel_cross_entropy, voc_palette
 
 FCNS = ["fcn16s_vgg16", "fcn32s_vgg16", "fcn8s_resnet18", "fcn8s_resnet50", "fcn8s_vgg16", "fcn_resnet50"]
@@ -323,50 +322,6 @@ def test_predictions_are_palette_pngs_of_class_indices(tmp_path: Path) -> None:
     palette = voc_palette()
     assert palette[15 * 3 : 16 * 3] == [192, 128, 128]  # VOC's person
     assert palette[255 * 3 :] == [224, 224, 192]  # VOC's border
-
-
-# ---- the poly schedule ------------------------------------------------------------------------------------------
-
-
-def _rates(steps: int, **kwargs: Any) -> list[float]:
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.02)
-    schedule = WarmupPoly(optimizer, **kwargs)
-    schedule.set_total_steps(steps)
-    rates = []
-    for _ in range(steps):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        schedule.step()
-    return rates
-
-
-def test_poly_decay_is_torchvisions() -> None:
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.02)
-    reference = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=50, power=0.9)
-    expected = []
-    for _ in range(50):
-        expected.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        reference.step()
-    assert _rates(50) == pytest.approx(expected)
-    assert _rates(50)[-1] == pytest.approx(0.02 * (1 / 50) ** 0.9)
-
-
-def test_poly_warmup_rises_linearly_then_decays() -> None:
-    rates = _rates(100, warmup=0.1, warmup_factor=0.01)
-    assert rates[:10] == pytest.approx([0.02 * (0.01 + 0.99 * i / 10) for i in range(10)])
-    assert rates[10] == pytest.approx(0.02)
-    assert all(a > b for a, b in itertools.pairwise(rates[10:]))
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [({"power": 0.0}, "power must be positive"), ({"warmup": 1.0}, "warmup is a fraction"),
-     ({"warmup_factor": 0.0}, "warmup_factor is a fraction")],
-)  # fmt: skip
-def test_bad_poly_options(kwargs: dict[str, Any], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        WarmupPoly(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), **kwargs)
 
 
 # ---- the recipes through the command line -----------------------------------------------------------------------

@@ -151,11 +151,8 @@ class AutoencoderTask(BaseTask):
         target = self.pixels(images)
         loss = self.criterion(logits, target)
         reconstructed = torch.sigmoid(logits.detach())
-        metrics = self.metrics_of(stage)
-        metrics.update(reconstructed, target)
-        self.log(
-            f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, sync_dist=True
-        )
+        self.update_metrics(stage, reconstructed, target)
+        self.log_loss(stage, loss, len(images))
         if stage != "train" and self._shown is None and self.reconstructions > 0:
             keep = slice(0, self.reconstructions)
             self._shown = (target[keep].cpu(), reconstructed[keep].cpu(), labels[keep].cpu())

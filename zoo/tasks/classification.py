@@ -146,11 +146,8 @@ class ClassificationTask(BaseTask):
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        metrics = self.metrics_of(stage)
-        metrics.update(logits, labels)
-        self.log(
-            f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, sync_dist=True
-        )
+        self.update_metrics(stage, logits, labels)
+        self.log_loss(stage, loss, len(labels))
         if stage == "test":
             self.class_accuracy.update(logits, labels)
         return loss

@@ -160,21 +160,12 @@ class LocalizationTask(BaseTask):
         else:
             box_loss = F.smooth_l1_loss(boxes, true_boxes, beta=0.05)
         loss = cls_loss + self.box_weight * box_loss
-        metrics = self.metrics_of(stage)
-        metrics.update(
-            preds=logits.detach(),
-            target=labels,
-            pred_boxes=boxes.detach() * scale,
-            true_boxes=target["boxes"],
+        self.update_metrics(
+            stage, preds=logits, target=labels, pred_boxes=boxes * scale, true_boxes=target["boxes"]
         )
-        on_step = stage == "train"
-        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log_dict(
-            {f"{stage}_cls_loss": cls_loss, f"{stage}_box_loss": box_loss},
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
+        self.log_loss(stage, loss, len(labels))
+        self.log_loss(stage, cls_loss, len(labels), name="cls_loss")
+        self.log_loss(stage, box_loss, len(labels), name="box_loss")
         return loss
 
     def predict_step(self, batch: tuple[Tensor, dict[str, Tensor]], batch_idx: int) -> dict[str, Tensor]:

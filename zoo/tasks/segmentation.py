@@ -92,6 +92,8 @@ class SegmentationTask(BaseTask):
     num_classes: int
     monitor: ClassVar[str] = "val_miou"
     mode: ClassVar[Literal["min", "max"]] = "max"
+    #: masks are big (a VOC batch is millions of pixels): update the metrics every batch, keeping none
+    metric_batches: ClassVar[int] = 1
     #: ``python -m zoo.predict`` writes a folder of PNG masks (see :meth:`write_predictions`)
     predictions_suffix: ClassVar[str] = ""
 
@@ -176,11 +178,8 @@ class SegmentationTask(BaseTask):
             logits = self(images)
             loss = pixel_cross_entropy(logits, masks, self.ignore_index)
         predicted = logits.detach().argmax(1)
-        metrics = self.metrics_of(stage)
-        metrics.update(predicted, masks)
-        self.log(
-            f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, sync_dist=True
-        )
+        self.update_metrics(stage, predicted, masks)
+        self.log_loss(stage, loss, len(images))
         if stage == "test":
             self.class_iou.update(predicted, masks)
         return loss
