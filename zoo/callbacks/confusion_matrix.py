@@ -10,13 +10,13 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from zoo.callbacks.drawing import confusion_image
-from zoo.callbacks.figures import EVERY_N_EPOCHS, class_names, save_figure, should_draw
+from zoo.callbacks.figures import EVERY_N_EPOCHS, EvaluationFigure, class_names, save_figure, should_draw
 from zoo.callbacks.layers import OutputTap, labelled_logits
 
 __all__ = ["ConfusionMatrix"]
 
 
-class ConfusionMatrix(L.Callback):
+class ConfusionMatrix(EvaluationFigure):
     """Count, over a whole validation or test epoch, how often each class is predicted as each other class.
 
     The task's logits are caught as its ``validation_step``/``test_step`` computes them (a forward hook on the
@@ -68,7 +68,7 @@ class ConfusionMatrix(L.Callback):
         logits, labels = pair
         self._metric.update(logits.argmax(dim=1), labels)
 
-    def _end(self, trainer: L.Trainer, stage: str) -> None:
+    def _end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not self._active or self._metric is None:
             return
         self._tap.detach()
@@ -81,31 +81,3 @@ class ConfusionMatrix(L.Callback):
             )
         if trainer.is_global_zero:
             save_figure(trainer, confusion_image(self.matrix, self._names), f"{stage}/confusion")
-
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Start counting, when this epoch draws."""
-        self._start(trainer, pl_module)
-
-    def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
-    ) -> None:
-        """Count the batch's predictions."""
-        self._batch(batch)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Gather the counts from every rank and draw them."""
-        self._end(trainer, "val")
-
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Start counting."""
-        self._start(trainer, pl_module)
-
-    def on_test_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
-    ) -> None:
-        """Count the batch's predictions."""
-        self._batch(batch)
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Gather the counts from every rank and draw them."""
-        self._end(trainer, "test")

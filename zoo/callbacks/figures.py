@@ -27,6 +27,7 @@ from zoo.callbacks.last_checkpoint import LastCheckpoint
 
 __all__ = [
     "EVERY_N_EPOCHS",
+    "EvaluationFigure",
     "class_names",
     "figure_prefix",
     "input_stats",
@@ -149,3 +150,48 @@ def input_stats(datamodule: Any) -> tuple[Tensor | None, Tensor | None]:
     if isinstance(mean, Tensor) and isinstance(std, Tensor) and mean.numel() and mean.shape == std.shape:
         return mean, std
     return None, None
+
+
+class EvaluationFigure(L.Callback):
+    """A figure drawn from the batches of a validation or test epoch: the hooks of both stages, routed to
+    :meth:`_start` (the epoch begins), :meth:`_batch` (a batch was evaluated) and :meth:`_end` (draw)."""
+
+    def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Decide whether this epoch draws, and reset what the previous one collected."""
+        raise NotImplementedError
+
+    def _batch(self, batch: Any) -> None:
+        """Collect what the figure needs from one evaluated batch."""
+        raise NotImplementedError
+
+    def _end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Draw the figure of ``stage`` (``"val"`` or ``"test"``) and save it."""
+        raise NotImplementedError
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start collecting, when this epoch draws."""
+        self._start(trainer, pl_module)
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
+    ) -> None:
+        """Collect from the batch."""
+        self._batch(batch)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Draw the validation figure."""
+        self._end(trainer, pl_module, "val")
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start collecting."""
+        self._start(trainer, pl_module)
+
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
+    ) -> None:
+        """Collect from the batch."""
+        self._batch(batch)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Draw the test figure."""
+        self._end(trainer, pl_module, "test")

@@ -34,7 +34,7 @@ from zoo.callbacks.drawing import (
     paint_instances,
     resize_image,
 )
-from zoo.callbacks.figures import EVERY_N_EPOCHS, input_stats, save_figure, should_draw
+from zoo.callbacks.figures import EVERY_N_EPOCHS, EvaluationFigure, input_stats, save_figure, should_draw
 from zoo.data.targets import IGNORE_INDEX
 from zoo.errors import ZooError
 
@@ -155,7 +155,7 @@ def overlay_figure(
     return captioned_grid(grid, captions, min(2 * PAIRS_PER_ROW, len(tiles)))
 
 
-class PredictionOverlays(L.Callback):
+class PredictionOverlays(EvaluationFigure):
     """Draw the first ``num_images`` validation (or test) images with their true and predicted boxes and masks.
 
     Works with localization, detection and segmentation alike, told apart by the batches
@@ -227,7 +227,7 @@ class PredictionOverlays(L.Callback):
             self._warned = True
             rank_zero_warn(f"PredictionOverlays: {message}; no overlays are drawn")
 
-    def _start(self, trainer: L.Trainer) -> None:
+    def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._active = trainer.is_global_zero and should_draw(trainer, self.every_n_epochs)
         self._kind, self._kept, self._count = None, [], 0
 
@@ -317,34 +317,6 @@ class PredictionOverlays(L.Callback):
             self._warn_once("a segmentation model must return logits (B, num_classes, H, W)")
             return None
         return _segmentation(logits, target, label_names(classes, logits.shape[1]))
-
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Start keeping images, when this epoch draws (rank zero)."""
-        self._start(trainer)
-
-    def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
-    ) -> None:
-        """Keep the batch's first images while fewer than ``num_images`` are kept."""
-        self._batch(batch)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Run the model on the kept images and draw them."""
-        self._end(trainer, pl_module, "val")
-
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Start keeping images (rank zero)."""
-        self._start(trainer)
-
-    def on_test_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
-    ) -> None:
-        """Keep the batch's first images while fewer than ``num_images`` are kept."""
-        self._batch(batch)
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Run the model on the kept images and draw them."""
-        self._end(trainer, pl_module, "test")
 
 
 def _plain(tensor: Tensor) -> Tensor:

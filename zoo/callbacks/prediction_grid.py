@@ -10,7 +10,14 @@ from PIL import Image
 from torch import Tensor
 
 from zoo.callbacks.drawing import IMAGE_TILE, captioned_grid, display_images, to_tiles
-from zoo.callbacks.figures import EVERY_N_EPOCHS, class_names, input_stats, save_figure, should_draw
+from zoo.callbacks.figures import (
+    EVERY_N_EPOCHS,
+    EvaluationFigure,
+    class_names,
+    input_stats,
+    save_figure,
+    should_draw,
+)
 from zoo.callbacks.layers import OutputTap, labelled_logits
 
 __all__ = ["PredictionGrid", "prediction_figure"]
@@ -50,7 +57,7 @@ def prediction_figure(
     return captioned_grid(tiles, captions, min(COLUMNS, len(captions)), wrong=wrong)
 
 
-class PredictionGrid(L.Callback):
+class PredictionGrid(EvaluationFigure):
     """Draw the first ``num_images`` validation (or test) images with their predictions, and the
     ``num_mistakes`` wrong predictions made with the highest confidence over the whole epoch.
 
@@ -105,7 +112,7 @@ class PredictionGrid(L.Callback):
         keep = candidates[0].topk(min(self.num_mistakes, len(candidates[0]))).indices
         self._worst = [part[keep] for part in candidates]
 
-    def _end(self, trainer: L.Trainer, stage: str) -> None:
+    def _end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not self._active:
             return
         self._tap.detach()
@@ -120,31 +127,3 @@ class PredictionGrid(L.Callback):
             figure = prediction_figure(images, labels, probabilities, self._names, mean=mean, std=std)
             save_figure(trainer, figure, f"{stage}/mistakes")
         self._shown, self._worst = [], []
-
-    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Start collecting, when this epoch draws (rank zero)."""
-        self._start(trainer, pl_module)
-
-    def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
-    ) -> None:
-        """Keep the first images and the most confident mistakes so far."""
-        self._batch(batch)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Draw the grid and the mistakes."""
-        self._end(trainer, "val")
-
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Start collecting (rank zero)."""
-        self._start(trainer, pl_module)
-
-    def on_test_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
-    ) -> None:
-        """Keep the first images and the most confident mistakes so far."""
-        self._batch(batch)
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Draw the grid and the mistakes."""
-        self._end(trainer, "test")
