@@ -1,30 +1,43 @@
 """What zoo's training loop costs: a hand-written PyTorch loop against a zoo Task + DataModule through the Trainer.
 
-    python benchmarks/overhead.py                                   # lenet5 on Fashion-MNIST, 5 pairs of 1 epoch
-    python benchmarks/overhead.py --model convnet --batch_size 128 --pairs 3
+    python benchmarks/overhead.py                                   # lenet5 on Fashion-MNIST, 9 rounds of 1 epoch
+    python benchmarks/overhead.py --model convnet --rounds 5
     python benchmarks/overhead.py --synthetic                       # random images, no dataset needed
 
-Both arms train the same network (built from the registry with the same seed), on the same Fashion-MNIST
-training images, normalised the same way, with the same batch size, optimiser (Adam) and number of steps; neither
+Three arms train the same network (built from the registry with the same seed), on the same Fashion-MNIST
+training images, normalised the same way, with the same batch size, optimiser (Adam) and number of steps; none
 augments, validates, checkpoints, logs to a file or shows a progress bar, as in Lightning's own parity benchmark.
 
-* The plain loop keeps the images as one normalised ``float32`` tensor, draws a permutation each epoch, slices
-  batches, and runs forward, cross-entropy, backward, step and zero_grad.
-* The zoo arm is what a recipe runs: :class:`zoo.tasks.ClassificationTask` (its accuracy metric and ``self.log``
-  calls included) and :class:`zoo.data.FashionMNISTDataModule` (its in-memory loader: ``uint8`` on the device,
-  normalised per batch) through ``lightning.Trainer.fit``.
+* ``plain``: a hand-written loop. It keeps the images as one normalised ``float32`` tensor, draws a permutation
+  each epoch, slices batches, and runs forward, cross-entropy, backward, step and zero_grad.
+* ``lightning``: the plain loop's step as the ``training_step`` of a bare ``LightningModule``, given the plain
+  loop's batches, through ``lightning.Trainer.fit``: what Lightning's own loop costs, with no zoo code at all.
+* ``zoo``: what a recipe runs: :class:`zoo.tasks.ClassificationTask` (its metrics and loss logging included)
+  and :class:`zoo.data.FashionMNISTDataModule` (its in-memory loader: ``uint8`` on the device, normalised per
+  batch) through ``lightning.Trainer.fit``.
 
-The arms alternate in ABBA order, so drift in the machine's load falls on both alike, after one untimed warm-up
-of each. The time of an arm is the wall time of the whole fit (Trainer start-up included) with the dataset
-already read into memory. Prints each pair and the median ratio zoo / plain (target: at most 1.03).
+Two ways of timing them, both by default (``--mode``):
+
+* Whole fits: each round runs the three arms once, in an order that rotates from round to round, so drift in the
+  machine's load falls on all alike, after one untimed warm-up of each. The time of an arm is the wall time of
+  the whole fit (Trainer start-up included) with the dataset already read into memory.
+* Step by step: the ``lightning`` and ``zoo`` fits run with a callback that takes one plain-loop step (its own
+  network, optimiser and batches) just before each of the Trainer's steps, so every Trainer step is paired with
+  a plain step taken a moment earlier on the same machine. The ratio of the summed times is the per-step cost,
+  start-up left out; on a machine whose speed drifts (shared cores), its rounds agree far more closely.
+
+Prints each round and the median ratios zoo / plain (target: at most 1.03), lightning / plain (Lightning's own
+loop) and, from the whole fits, zoo / lightning (what zoo adds to Lightning).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,39 +76,123 @@ def build(model: str, seed: int) -> nn.Module:
     return create_model(model, num_classes=10, in_channels=1, **MODEL_KWARGS.get(model, {}))
 
 
+def plain_batches(
+    images: Tensor, labels: Tensor, *, batch_size: int, steps: int
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """``steps`` batches sliced from a fresh permutation each epoch, as a hand-written loop draws them."""
+    generator = torch.Generator().manual_seed(0)
+    done = 0
+    while True:
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            yield images[chosen], labels[chosen]
+            done += 1
+            if done == steps:
+                return
+
+
+class PlainStepper:
+    """The hand-written loop, one step per call: its own network, Adam and batches."""
+
+    def __init__(
+        self, images: Tensor, labels: Tensor, *, model: str, batch_size: int, steps: int, lr: float
+    ) -> None:
+        self.net = build(model, seed=0)
+        self.net.train()
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.batches = plain_batches(images, labels, batch_size=batch_size, steps=steps)
+
+    def __call__(self) -> bool:
+        """Train on the next batch; False once the ``steps`` batches are used up."""
+        batch = next(self.batches, None)
+        if batch is None:
+            return False
+        loss = F.cross_entropy(self.net(batch[0]), batch[1])
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return True
+
+
 def plain_loop(
     images: Tensor, labels: Tensor, *, model: str, batch_size: int, steps: int, lr: float
 ) -> float:
     """Train with a hand-written loop for ``steps`` steps; returns the wall time in seconds."""
     started = time.perf_counter()
-    net = build(model, seed=0)
-    net.train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(0)
-    done = 0
-    while done < steps:
-        order = torch.randperm(len(images), generator=generator)
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            loss = F.cross_entropy(net(images[chosen]), labels[chosen])
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            done += 1
-            if done == steps:
-                break
+    step = PlainStepper(images, labels, model=model, batch_size=batch_size, steps=steps, lr=lr)
+    while step():
+        pass
     return time.perf_counter() - started
 
 
-def zoo_fit(data: FashionMNISTDataModule, *, model: str, steps: int, lr: float) -> float:
-    """Train the same network as a zoo task through ``Trainer.fit`` for ``steps`` steps; the wall time."""
-    started = time.perf_counter()
-    torch.manual_seed(0)
-    task = ClassificationTask(
-        model=model, num_classes=10, in_channels=1, model_kwargs=MODEL_KWARGS.get(model)
-    )
-    task.configure_optimizers = lambda: torch.optim.Adam(task.parameters(), lr=lr)  # type: ignore[method-assign]
-    trainer = L.Trainer(
+class Interleaved(L.Callback):
+    """Runs one plain-loop step before each of the Trainer's steps and times both, step by step.
+
+    A Trainer step is timed from the end of the plain step before it to the start of the next batch's hook (or the
+    end of training): it holds Lightning's whole loop for that batch, this callback's own hook call included.
+    """
+
+    def __init__(self, plain_step: PlainStepper) -> None:
+        self.plain_step = plain_step
+        self.plain_times: list[float] = []
+        self.trainer_times: list[float] = []
+        self._mark: float | None = None
+
+    def _close_step(self) -> None:
+        if self._mark is not None:
+            self.trainer_times.append(time.perf_counter() - self._mark)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Close the Trainer's previous step, then time one plain step."""
+        self._close_step()
+        started = time.perf_counter()
+        self.plain_step()
+        self._mark = time.perf_counter()
+        self.plain_times.append(self._mark - started)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Close the Trainer's last step."""
+        self._close_step()
+
+
+class PlainBatches:
+    """The plain loop's batches as a loader Lightning can iterate (it asks for ``len``)."""
+
+    def __init__(self, images: Tensor, labels: Tensor, *, batch_size: int, steps: int) -> None:
+        self.images, self.labels, self.batch_size, self.steps = images, labels, batch_size, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return plain_batches(self.images, self.labels, batch_size=self.batch_size, steps=self.steps)
+
+
+class BareModule(L.LightningModule):
+    """The plain loop's step as a ``LightningModule``: no metrics, nothing logged."""
+
+    def __init__(self, model: str, lr: float) -> None:
+        super().__init__()
+        self.net = build(model, seed=0)
+        self.lr = lr
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """Cross-entropy of one batch."""
+        images, labels = batch
+        return F.cross_entropy(self.net(images), labels)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam, as the plain loop."""
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+def quiet_trainer(steps: int, callbacks: list[L.Callback] | None = None) -> L.Trainer:
+    """A Trainer that stops after ``steps`` steps and does nothing else: no validation, checkpoint, logger or bar."""
+    return L.Trainer(
+        callbacks=callbacks,
         max_steps=steps,
         accelerator="cpu",
         devices=1,
@@ -106,8 +203,51 @@ def zoo_fit(data: FashionMNISTDataModule, *, model: str, steps: int, lr: float) 
         limit_val_batches=0,
         num_sanity_val_steps=0,
     )
-    trainer.fit(task, datamodule=data)
+
+
+def lightning_fit(
+    images: Tensor,
+    labels: Tensor,
+    *,
+    model: str,
+    batch_size: int,
+    steps: int,
+    lr: float,
+    callbacks: list[L.Callback] | None = None,
+) -> float:
+    """Train :class:`BareModule` on the plain loop's batches through ``Trainer.fit``; the wall time."""
+    started = time.perf_counter()
+    module = BareModule(model, lr)
+    loader = PlainBatches(images, labels, batch_size=batch_size, steps=steps)
+    quiet_trainer(steps, callbacks).fit(module, train_dataloaders=loader)
     return time.perf_counter() - started
+
+
+def zoo_fit(
+    data: FashionMNISTDataModule,
+    *,
+    model: str,
+    steps: int,
+    lr: float,
+    callbacks: list[L.Callback] | None = None,
+) -> float:
+    """Train the same network as a zoo task through ``Trainer.fit`` for ``steps`` steps; the wall time."""
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    task = ClassificationTask(
+        model=model, num_classes=10, in_channels=1, model_kwargs=MODEL_KWARGS.get(model)
+    )
+    task.configure_optimizers = lambda: torch.optim.Adam(task.parameters(), lr=lr)  # type: ignore[method-assign]
+    quiet_trainer(steps, callbacks).fit(task, datamodule=data)
+    return time.perf_counter() - started
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """The first quartile, median and third quartile of ``values``."""
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    low, middle, high = statistics.quantiles(values, n=4, method="inclusive")
+    return low, middle, high
 
 
 def main() -> None:
@@ -119,7 +259,15 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=None, help="optimiser steps per fit (default: one epoch)"
     )
-    parser.add_argument("--pairs", type=int, default=5, help="pairs of fits (plain, zoo), in ABBA order")
+    parser.add_argument(
+        "--rounds", type=int, default=9, help="rounds of one fit of each arm, in rotating order"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("fits", "steps", "both"),
+        default="both",
+        help="time whole fits of each arm in turn, or each Trainer step against a plain step run just before it",
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument(
         "--data_root", default=None, help="Fashion-MNIST's folder (default: the usual search)"
@@ -139,22 +287,81 @@ def main() -> None:
           f"{'synthetic' if args.synthetic else 'Fashion-MNIST'} ({len(train_labels)} training images)")  # fmt: skip
     print(f"machine: {_hardware()}, torch {torch.__version__}, lightning {L.__version__}")
 
-    def run(arm: str) -> float:
+    def fit(arm: str, callbacks: list[L.Callback] | None = None) -> float:
         if arm == "plain":
             return plain_loop(images, train_labels, model=args.model, batch_size=args.batch_size, steps=steps,
                               lr=args.lr)  # fmt: skip
-        return zoo_fit(data, model=args.model, steps=steps, lr=args.lr)
+        if arm == "lightning":
+            return lightning_fit(images, train_labels, model=args.model, batch_size=args.batch_size, steps=steps,
+                                 lr=args.lr, callbacks=callbacks)  # fmt: skip
+        return zoo_fit(data, model=args.model, steps=steps, lr=args.lr, callbacks=callbacks)
 
-    run("plain"), run("zoo")  # warm-up: allocator, thread pools and first-call costs left out of the pairs
-    ratios = []
-    for pair in range(args.pairs):
-        times = {arm: run(arm) for arm in (("plain", "zoo") if pair % 2 == 0 else ("zoo", "plain"))}
-        ratios.append(times["zoo"] / times["plain"])
-        print(f"pair {pair + 1}: plain {times['plain']:.2f} s, zoo {times['zoo']:.2f} s, "
-              f"ratio {ratios[-1]:.4f}", flush=True)  # fmt: skip
-    median = statistics.median(ratios)
-    print(f"median ratio zoo/plain: {median:.4f} ({(median - 1) * 100:+.1f}%) over {args.pairs} pairs; "
-          f"min {min(ratios):.4f}, max {max(ratios):.4f}; target <= 1.03")  # fmt: skip
+    arms = ("plain", "lightning", "zoo")
+    for arm in arms:  # warm-up: allocator, thread pools and first-call costs left out of the rounds
+        fit(arm)
+    if args.mode in ("fits", "both"):
+        compare_fits(fit, arms, rounds=args.rounds, steps=steps)
+    if args.mode in ("steps", "both"):
+
+        def interleaved(arm: str) -> Interleaved:
+            stepper = PlainStepper(images, train_labels, model=args.model, batch_size=args.batch_size,
+                                   steps=steps, lr=args.lr)  # fmt: skip
+            clock = Interleaved(stepper)
+            fit(arm, [clock])
+            return clock
+
+        compare_steps(interleaved, rounds=args.rounds)
+
+
+def compare_fits(fit: Callable[[str], float], arms: tuple[str, ...], *, rounds: int, steps: int) -> None:
+    """Whole fits of every arm, round after round in rotating order; prints the ratios of each round's times."""
+    print("whole fits (start-up included):")
+    orders = list(itertools.permutations(arms))  # every order once in six rounds: no arm always first or last
+    times: dict[str, list[float]] = {arm: [] for arm in arms}
+    for round_ in range(rounds):
+        for arm in orders[round_ % len(orders)]:
+            times[arm].append(fit(arm))
+        print(f"  round {round_ + 1}: " + ", ".join(f"{arm} {times[arm][-1]:.2f} s" for arm in arms)
+              + f"; zoo/plain {times['zoo'][-1] / times['plain'][-1]:.4f}", flush=True)  # fmt: skip
+
+    def ratios(top: str, bottom: str) -> list[float]:
+        return [t / b for t, b in zip(times[top], times[bottom], strict=True)]
+
+    print(f"  median (quartiles) over {rounds} rounds:")
+    for top, bottom, what in (
+        ("zoo", "plain", "target <= 1.03"),
+        ("lightning", "plain", "Lightning's own loop"),
+        ("zoo", "lightning", "what zoo adds to Lightning"),
+    ):
+        low, middle, high = quartiles(ratios(top, bottom))
+        print(f"    {top}/{bottom}: {middle:.4f} ({low:.4f}-{high:.4f}); {what}")
+    plain_step = statistics.median(times["plain"]) / steps * 1e3
+    for arm in ("lightning", "zoo"):
+        extra = [(t - p) / steps * 1e3 for t, p in zip(times[arm], times["plain"], strict=True)]
+        print(
+            f"    {arm}: {statistics.median(extra):+.3f} ms a step over the plain loop's {plain_step:.3f} ms"
+        )
+
+
+def compare_steps(interleaved: Callable[[str], Interleaved], *, rounds: int) -> None:
+    """Fits of the Lightning and zoo arms with a plain step run before each of their steps; prints, per round, the
+    ratio of their summed step times to the plain steps' (the first step of each left out: lazy set-up)."""
+    print("step by step (each Trainer step right after a plain step; start-up left out):")
+    ratios: dict[str, list[float]] = {"lightning": [], "zoo": []}
+    extra: dict[str, list[float]] = {"lightning": [], "zoo": []}
+    for round_ in range(rounds):
+        for arm in ("lightning", "zoo") if round_ % 2 == 0 else ("zoo", "lightning"):
+            clock = interleaved(arm)
+            trainer_time, plain_time = sum(clock.trainer_times[1:]), sum(clock.plain_times[1:])
+            ratios[arm].append(trainer_time / plain_time)
+            extra[arm].append((trainer_time - plain_time) / (len(clock.plain_times) - 1) * 1e3)
+        print(f"  round {round_ + 1}: lightning/plain {ratios['lightning'][-1]:.4f}, "
+              f"zoo/plain {ratios['zoo'][-1]:.4f}", flush=True)  # fmt: skip
+    print(f"  median (quartiles) over {rounds} rounds:")
+    for arm, what in (("zoo", "target <= 1.03"), ("lightning", "Lightning's own loop")):
+        low, middle, high = quartiles(ratios[arm])
+        print(f"    {arm}/plain: {middle:.4f} ({low:.4f}-{high:.4f}), {statistics.median(extra[arm]):+.3f} ms a step; "
+              f"{what}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ task never knows which dataset it is given; it only checks that the data's ``num
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from typing import Any, ClassVar, Literal
 
@@ -66,7 +67,8 @@ class BaseTask(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=ignore)
         self._metric_inputs: dict[str, list[tuple[tuple[Tensor, ...], dict[str, Tensor]]]] = {}
-        self._train_loss = torch.zeros(2)  # the epoch's sum of loss x batch size, and of batch sizes
+        self._train_loss = torch.zeros(())  # the epoch's sum of loss x batch size, on the loss's device
+        self._train_samples = 0  # the epoch's sum of batch sizes
         self.configure_models()
         self.configure_losses()
         metrics = self.configure_metrics()
@@ -136,7 +138,9 @@ class BaseTask(L.LightningModule):
         value = loss.detach()
         if self._train_loss.device != value.device:
             self._train_loss = self._train_loss.to(value.device)
-        self._train_loss += torch.stack([value.float() * batch_size, value.new_tensor(float(batch_size))])
+        # one in-place op a step: between a step's big kernels, each small op costs tens of microseconds
+        self._train_loss.add_(value, alpha=batch_size)
+        self._train_samples += batch_size
         every = getattr(self._trainer, "log_every_n_steps", 1)  # set on the trainer at run time, 0 for never
         if every > 0 and (self.global_step + 1) % every == 0:  # the steps Lightning hands to the loggers
             self.log("train_loss_step", value, on_step=True, on_epoch=False, prog_bar=True)
@@ -149,11 +153,12 @@ class BaseTask(L.LightningModule):
         epoch-end hook call the base class's first.
         """
         self._flush_metric_inputs(stage)
-        if stage == "train" and self._train_loss[1] > 0:
+        if stage == "train" and self._train_samples > 0:
             # every rank trains on as many samples (zoo's samplers deal out equal shares): the mean of the ranks'
             # means is the mean over all of them
-            self.log("train_loss_epoch", self._train_loss[0] / self._train_loss[1], sync_dist=True)
+            self.log("train_loss_epoch", self._train_loss / self._train_samples, sync_dist=True)
             self._train_loss.zero_()
+            self._train_samples = 0
         metrics = self.metrics_of(stage)
         if not any(metric.update_called for metric in metrics.values(copy_state=False)):
             return
@@ -177,9 +182,10 @@ class BaseTask(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         """One optimisation step's loss; a NaN or infinite loss stops the run and names the step."""
         loss = self.step(batch, "train")
-        if not torch.isfinite(loss):
+        value = loss.item()  # one small op (the check as torch.isfinite and bool costs two)
+        if not math.isfinite(value):
             raise NonFiniteLossError(
-                f"the training loss became {loss.item()} at step {self.global_step} "
+                f"the training loss became {value} at step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}); try a lower learning rate"
             )
         return loss

@@ -1,0 +1,67 @@
+"""The overhead benchmark's timing machinery: the same batches in every arm, and one plain step per Trainer step."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def overhead() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("overhead", ROOT / "benchmarks" / "overhead.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_set() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(50, 1, 28, 28, generator=generator), torch.randint(0, 10, (50,), generator=generator)
+
+
+def test_plain_batches_cross_epochs_and_stop_at_steps(overhead: ModuleType) -> None:
+    images, labels = tiny_set()
+    batches = list(overhead.plain_batches(images, labels, batch_size=16, steps=6))
+    # 50 images in batches of 16: 4 batches an epoch (the last of 2), so 6 steps run into the second epoch
+    assert [len(b[1]) for b in batches] == [16, 16, 16, 2, 16, 16]
+    first_epoch = torch.cat([b[1] for b in batches[:4]])
+    assert sorted(first_epoch.tolist()) == sorted(labels.tolist())
+    again = list(overhead.plain_batches(images, labels, batch_size=16, steps=6))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
+
+
+def test_plain_stepper_trains_and_stops(overhead: ModuleType) -> None:
+    images, labels = tiny_set()
+    step = overhead.PlainStepper(images, labels, model="lenet5", batch_size=16, steps=3, lr=1e-2)
+    before = [p.detach().clone() for p in step.net.parameters()]
+    assert [step(), step(), step(), step()] == [True, True, True, False]
+    assert any(not torch.equal(a, b) for a, b in zip(before, step.net.parameters(), strict=True))
+
+
+def test_interleaved_pairs_every_trainer_step_with_a_plain_step(overhead: ModuleType) -> None:
+    images, labels = tiny_set()
+    stepper = overhead.PlainStepper(images, labels, model="lenet5", batch_size=16, steps=5, lr=1e-3)
+    clock = overhead.Interleaved(stepper)
+    overhead.lightning_fit(images, labels, model="lenet5", batch_size=16, steps=5, lr=1e-3, callbacks=[clock])
+    assert len(clock.plain_times) == len(clock.trainer_times) == 5
+    assert all(t > 0 for t in clock.plain_times + clock.trainer_times)
+    assert next(stepper.batches, None) is None  # the plain arm took exactly as many steps as the Trainer
+
+
+def test_overhead_runs_end_to_end_on_synthetic_data(
+    overhead: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["overhead.py", "--synthetic", "--steps", "3", "--rounds", "2"])
+    overhead.main()
+    out = capsys.readouterr().out
+    assert out.count("round ") == 4  # two rounds of whole fits, two of steps
+    for line in ("zoo/plain:", "lightning/plain:", "zoo/lightning:"):
+        assert line in out
