@@ -13,13 +13,15 @@ from zoo.tasks.base import Stage
 
 
 class Recording(ClassificationTask):
-    """Keeps every training batch's loss, batch size, logits and labels, as the step computed them."""
+    """Keeps every training batch's loss, batch size, logits and labels, as the step computed them; logs a second
+    training term, twice the loss, as a task with several loss terms does."""
 
     def on_fit_start(self) -> None:
         self.seen: list[tuple[float, int, Tensor, Tensor]] = []
 
     def step(self, batch: tuple[Tensor, Tensor], stage: Stage) -> Tensor:
         loss = super().step(batch, stage)
+        self.log_loss(stage, 2 * loss, len(batch[1]), name="double")
         if stage == "train":
             images, labels = batch
             with torch.no_grad():
@@ -50,6 +52,9 @@ def test_train_loss_and_accuracy_of_the_epoch_are_those_of_all_its_batches(sampl
     assert logged["train_loss_epoch"].item() == pytest.approx(
         (losses * sizes).sum().item() / samples, rel=1e-6
     )
+    # a term other than the loss: the epoch's mean only, under its own name
+    assert logged["train_double"].item() == pytest.approx(2 * logged["train_loss_epoch"].item(), rel=1e-6)
+    assert not {"train_double_step", "train_double_epoch"} & set(logged)
     last_logged_step = len(loader) // 5 * 5  # the loggers' steps: every 5th
     assert logged["train_loss_step"].item() == pytest.approx(losses[last_logged_step - 1].item(), rel=1e-6)
     predicted = torch.cat([logits.argmax(1) for _, _, logits, _ in task.seen])

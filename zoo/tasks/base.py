@@ -26,6 +26,11 @@ __all__ = ["BaseTask", "NonFiniteLossError", "Stage", "build_network"]
 Stage = Literal["train", "val", "test"]
 
 
+def _joined(parts: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+    """``torch.cat(parts)``, without the copy when there is one part (a task that updates its metrics every batch)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 class NonFiniteLossError(ZooError):
     """The loss became NaN or infinite; the message names the step."""
 
@@ -67,8 +72,8 @@ class BaseTask(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=ignore)
         self._metric_inputs: dict[str, list[tuple[tuple[Tensor, ...], dict[str, Tensor]]]] = {}
-        self._train_loss = torch.zeros(())  # the epoch's sum of loss x batch size, on the loss's device
-        self._train_samples = 0  # the epoch's sum of batch sizes
+        #: per training term, the epoch's sum of (term x batch size) on the term's device, and of batch sizes
+        self._train_sums: dict[str, tuple[Tensor, int]] = {}
         self.configure_models()
         self.configure_losses()
         metrics = self.configure_metrics()
@@ -118,8 +123,8 @@ class BaseTask(L.LightningModule):
         kept = self._metric_inputs.pop(stage, [])
         if not kept:
             return
-        args = [torch.cat(parts) for parts in zip(*(a for a, _ in kept), strict=True)]
-        kwargs = {key: torch.cat([k[key] for _, k in kept]) for key in kept[0][1]}
+        args = [_joined(parts) for parts in zip(*(a for a, _ in kept), strict=True)]
+        kwargs = {key: _joined([k[key] for _, k in kept]) for key in kept[0][1]}
         self.metrics_of(stage).update(*args, **kwargs)
 
     def log_loss(self, stage: Stage, loss: Tensor, batch_size: int, *, name: str = "loss") -> None:
@@ -127,20 +132,23 @@ class BaseTask(L.LightningModule):
 
         Evaluation batches go through ``self.log`` (the epoch's mean, weighted by batch size, over every rank). Each
         ``self.log`` call costs Lightning about half a millisecond on a CPU, a sixth of a LeNet-5 step
-        (``benchmarks/overhead.py``), so the training loss (``name="loss"``) is summed on the device instead: its
-        latest value is logged as ``train_loss_step`` on the steps the loggers write (``log_every_n_steps``), and
-        the epoch's mean as ``train_loss_epoch`` at the epoch's end. Other training terms: the epoch's mean only.
+        (``benchmarks/overhead.py``), so training terms are summed on the device instead and logged once an epoch:
+        the loss as ``train_loss_epoch`` (and its latest value as ``train_loss_step`` on the steps the loggers
+        write, ``log_every_n_steps``), any other term as ``train_<name>``, the epoch's mean.
         """
-        if stage != "train" or name != "loss":
+        if stage != "train":
             self.log(f"{stage}_{name}", loss, on_epoch=True, prog_bar=name == "loss", sync_dist=True,
                      batch_size=batch_size)  # fmt: skip
             return
         value = loss.detach()
-        if self._train_loss.device != value.device:
-            self._train_loss = self._train_loss.to(value.device)
+        total, samples = self._train_sums.get(name, (None, 0))
+        if total is None or total.device != value.device:
+            total = torch.zeros((), device=value.device) if total is None else total.to(value.device)
         # one in-place op a step: between a step's big kernels, each small op costs tens of microseconds
-        self._train_loss.add_(value, alpha=batch_size)
-        self._train_samples += batch_size
+        total.add_(value, alpha=batch_size)
+        self._train_sums[name] = (total, samples + batch_size)
+        if name != "loss":
+            return
         every = getattr(self._trainer, "log_every_n_steps", 1)  # set on the trainer at run time, 0 for never
         if every > 0 and (self.global_step + 1) % every == 0:  # the steps Lightning hands to the loggers
             self.log("train_loss_step", value, on_step=True, on_epoch=False, prog_bar=True)
@@ -153,12 +161,14 @@ class BaseTask(L.LightningModule):
         epoch-end hook call the base class's first.
         """
         self._flush_metric_inputs(stage)
-        if stage == "train" and self._train_samples > 0:
+        if stage == "train":
             # every rank trains on as many samples (zoo's samplers deal out equal shares): the mean of the ranks'
             # means is the mean over all of them
-            self.log("train_loss_epoch", self._train_loss / self._train_samples, sync_dist=True)
-            self._train_loss.zero_()
-            self._train_samples = 0
+            for name, (total, samples) in self._train_sums.items():
+                self.log(
+                    "train_loss_epoch" if name == "loss" else f"train_{name}", total / samples, sync_dist=True
+                )
+            self._train_sums.clear()
         metrics = self.metrics_of(stage)
         if not any(metric.update_called for metric in metrics.values(copy_state=False)):
             return
