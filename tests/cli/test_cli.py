@@ -29,7 +29,7 @@ from PIL import Image
 from zoo.cli import list_recipes, main
 
 RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml"))
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def data_root_for(recipe: str, tmp_path: Path) -> Path | None:

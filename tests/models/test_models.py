@@ -287,7 +287,7 @@ def test_mlp_and_convnet_size_from_image_size() -> None:
 
 def test_models_never_import_lightning() -> None:
     code = "import sys, zoo.models; sys.exit(bool({'lightning', 'pytorch_lightning'} & set(sys.modules)))"
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
 
