@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from zoo.cli import _hardware
+from zoo.cli.environment import hardware
 from zoo.data import FashionMNISTDataModule
 
 FILES = (
@@ -97,7 +97,7 @@ def main() -> None:
     mean, std = data.mean.tolist(), data.std.tolist()
     print(f"Fashion-MNIST training split, batch {args.batch_size}, pad {args.pad} + crop + flip + normalise; "
           f"torchvision with {args.workers} workers{' (persistent)' if args.persistent_workers else ''}")  # fmt: skip
-    print(f"machine: {_hardware()}, torch {torch.__version__}")
+    print(f"machine: {hardware()}, torch {torch.__version__}")
 
     with tempfile.TemporaryDirectory() as scratch:
         root = torchvision_root(data.locate(download=False), Path(scratch))

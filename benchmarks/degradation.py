@@ -33,10 +33,10 @@ import lightning as L
 import torch
 from PIL import Image, ImageDraw
 
-from zoo.callbacks.drawing import font
-from zoo.callbacks.layers import OutputTap, labelled_logits
-from zoo.cli import _hardware
 from zoo.cli import main as zoo_main
+from zoo.cli.environment import hardware
+from zoo.figures.drawing import font
+from zoo.figures.layers import OutputTap, labelled_logits
 
 NETS = ("plain20", "plain56", "resnet20", "resnet56")
 #: one colour per network: the plain nets in warm colours, the residual ones in cool colours, deeper is darker
@@ -176,7 +176,7 @@ def main() -> None:
     sys.path.insert(
         0, str(Path(__file__).resolve().parent)
     )  # so the CLI can import degradation.TrainingError
-    print(f"machine: {_hardware()}, torch {torch.__version__}; {args.epochs} epoch(s) each", flush=True)
+    print(f"machine: {hardware()}, torch {torch.__version__}; {args.epochs} epoch(s) each", flush=True)
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for net in args.nets:

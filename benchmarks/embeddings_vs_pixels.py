@@ -34,10 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.cli import _hardware, _quiet_defaults
-from zoo.embed import embed_split, load_autoencoder
+from zoo.cli.embed import load_autoencoder
+from zoo.cli.environment import hardware, quiet_defaults
 from zoo.models import create_model
 from zoo.tasks.autoencoder import AutoencoderTask
+from zoo.tasks.embeddings import embed_split
 
 #: L2 penalties tried by the cross-validation of the logistic regression
 PENALTIES = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -129,7 +130,7 @@ def main() -> None:
     parser.add_argument("--convnet_steps", type=int, default=200, help="full-batch Adam steps of the convnet")
     options, overrides = parser.parse_known_args()
     started = time.perf_counter()
-    _quiet_defaults()
+    quiet_defaults()
 
     task, data = load_autoencoder(options.ckpt, recipe=options.recipe, overrides=overrides)
     task.cpu()
@@ -207,7 +208,7 @@ def main() -> None:
             )
     total = time.perf_counter() - started
     print(
-        f"\n{_hardware()}; {dt.date.today().isoformat()}; embedding {prepared:.0f} s, total {total:.0f} s; "
+        f"\n{hardware()}; {dt.date.today().isoformat()}; embedding {prepared:.0f} s, total {total:.0f} s; "
         f"{len(train_y)} unlabelled training images, embedding size {train_emb.shape[1]}"
     )
 

@@ -32,7 +32,8 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.profilers import SimpleProfiler
 
-from zoo.cli import _hardware, find_recipe, read_recipe
+from zoo.cli.environment import hardware
+from zoo.cli.recipes import find_recipe, read_recipe
 
 
 class EpochTimer(L.Callback):
@@ -122,7 +123,7 @@ def main() -> None:
     data.setup("fit")
     print(f"{args.recipe}: {', '.join(e['class_path'].rsplit('.', 1)[1] for e in figure_entries)}, "
           f"every_n_epochs={args.every_n_epochs}, {args.epochs} epoch(s) a fit")  # fmt: skip
-    print(f"machine: {_hardware()}, torch {torch.__version__}")
+    print(f"machine: {hardware()}, torch {torch.__version__}")
     ratios, shares = [], []
     with tempfile.TemporaryDirectory() as scratch:
         one_epoch(recipe, data, [], Path(scratch) / "warm-up")  # first-run costs (allocator, caches) left out

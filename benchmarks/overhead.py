@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.cli import _hardware
+from zoo.cli.environment import hardware
 from zoo.data import FashionMNISTDataModule
 from zoo.models import create_model
 from zoo.tasks import ClassificationTask
@@ -285,7 +285,7 @@ def main() -> None:
     steps = args.steps or len(train_labels) // args.batch_size + (len(train_labels) % args.batch_size > 0)
     print(f"{args.model}, batch {args.batch_size}, {steps} steps a fit, "
           f"{'synthetic' if args.synthetic else 'Fashion-MNIST'} ({len(train_labels)} training images)")  # fmt: skip
-    print(f"machine: {_hardware()}, torch {torch.__version__}, lightning {L.__version__}")
+    print(f"machine: {hardware()}, torch {torch.__version__}, lightning {L.__version__}")
 
     def fit(arm: str, callbacks: list[L.Callback] | None = None) -> float:
         if arm == "plain":

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from zoo.cli import _hardware, main
+from zoo.cli import main
+from zoo.cli.environment import hardware
 
 
 def fit_once(recipe: str, epochs: int | None, seed: int, folder: Path, data_root: str | None) -> dict:
@@ -64,7 +65,7 @@ def main_benchmark() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     targets = [(float(a), float(s)) for a, s in (t.split(":") for t in args.targets)]
-    print(f"machine: {_hardware()}, torch {torch.__version__}", flush=True)
+    print(f"machine: {hardware()}, torch {torch.__version__}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for epochs in args.epochs or [None]:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from zoo.data.voc import VOC_CLASSES
+from zoo.data import VOC_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")

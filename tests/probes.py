@@ -12,14 +12,40 @@ import lightning as L
 
 
 class KillAtStep(L.Callback):
-    """SIGKILL the training process just before optimiser step ``step`` (a crash with no clean-up at all)."""
+    """SIGKILL the training process just before optimiser step ``step`` (a crash with no clean-up at all).
 
-    def __init__(self, step: int) -> None:
+    A resumed run keeps its callbacks (it runs with the run's own config): with ``marker``, the kill happens once,
+    and the file it leaves tells the resumed run not to kill again.
+    """
+
+    def __init__(self, step: int, marker: str | None = None) -> None:
         self.step = step
+        self.marker = Path(marker) if marker else None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and not (self.marker and self.marker.exists()):
+            if self.marker:
+                self.marker.write_text("killed")
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordOptions(L.Callback):
+    """Append, when fitting starts, the options the task and the data actually run with, as a JSON line."""
+
+    def __init__(self, out_file: str) -> None:
+        self.out_file = Path(out_file)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        data = trainer.datamodule
+        record = {
+            "batch_size": data.batch_size,
+            "val_size": data.val_size,
+            "pad": data.pad,
+            "label_smoothing": pl_module.label_smoothing,
+            "max_epochs": trainer.max_epochs,
+        }
+        with open(self.out_file, "a") as file:
+            file.write(json.dumps(record) + "\n")
 
 
 class RecordShards(L.Callback):

@@ -1,4 +1,4 @@
-"""``python -m zoo.fit --recipe NAME [overrides]``: train a recipe, then test its best checkpoint."""
+"""``python -m zoo.fit``: the same as ``zoo fit`` (kept for the commands written before ``zoo``)."""
 
 import sys
 

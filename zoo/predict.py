@@ -1,4 +1,4 @@
-"""``python -m zoo.predict --recipe NAME --ckpt_path PATH [--output FILE]``: write predictions (a CSV of classes, stylised PNGs, embeddings: whatever the task writes)."""
+"""``python -m zoo.predict``: the same as ``zoo predict`` (kept for the commands written before ``zoo``)."""
 
 import sys
 

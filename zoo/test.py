@@ -1,4 +1,4 @@
-"""``python -m zoo.test --recipe NAME --ckpt_path PATH``: evaluate a checkpoint on the test split."""
+"""``python -m zoo.test``: the same as ``zoo test`` (kept for the commands written before ``zoo``)."""
 
 import sys
 

@@ -1,5 +1,5 @@
 """Boxes and masks drawn over images: the drawing functions on hand-made tensors, and PredictionOverlays with the
-real LocalizationTask and with stub detection and segmentation modules, on tiny Shapes data.
+real LocalizationTask and with stub tasks (a declared kind, fixed step outputs), on tiny Shapes data.
 
 Figure sizes follow from the layout: each image enlarged by a whole factor to at least 192 px (Shapes' 48 px by
 4, to 192 px), drawn twice (truth, prediction), 4 tiles a row, tiles 2 px apart with 26 px of caption under each.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import pytest
@@ -17,9 +17,12 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
+from torchmetrics import MetricCollection
 
 from zoo.callbacks import PredictionOverlays
-from zoo.callbacks.drawing import (
+from zoo.data import ShapesDataModule, TaskKind
+from zoo.errors import ZooError
+from zoo.figures.drawing import (
     IGNORE_COLOUR,
     class_colour,
     draw_boxes,
@@ -28,10 +31,9 @@ from zoo.callbacks.drawing import (
     overlay_scale,
     paint_instances,
 )
-from zoo.callbacks.overlays import Overlay, batch_kind, label_names, overlay_figure
-from zoo.data import ShapesDataModule
-from zoo.errors import ZooError
+from zoo.figures.overlays import Overlay, label_names, overlay_figure
 from zoo.tasks import LocalizationTask
+from zoo.tasks.base import BaseTask, Stage
 
 SIDE = 192  # a 48 px Shapes image enlarged 4 times
 PAD, CAPTION = 2, 26
@@ -157,20 +159,6 @@ def test_images_of_different_sizes_keep_their_shape_on_square_tiles() -> None:
     assert figure.getpixel((x + 230, y + 120)) == (255, 255, 255)
 
 
-def test_a_batch_is_told_apart_by_its_structure() -> None:
-    images = torch.zeros(2, 3, 8, 8)
-    one_each = {"labels": torch.tensor([1, 2]), "boxes": torch.zeros(2, 4)}
-    detection = [{"labels": torch.tensor([1]), "boxes": torch.zeros(1, 4)}] * 2
-    assert batch_kind((images, one_each)) == "localization"
-    assert batch_kind([list(images), detection]) == "detection"
-    assert batch_kind((images, torch.zeros(2, 8, 8, dtype=torch.long))) == "segmentation"
-    assert batch_kind((images, torch.tensor([0, 1]))) is None  # classification
-    assert batch_kind((images, torch.zeros(2, 8, 8))) is None  # float targets: not classes
-    assert batch_kind((images, {"labels": torch.tensor([1, 2]), "boxes": torch.zeros(2, 2, 4)})) is None
-    assert batch_kind([list(images), [{"labels": torch.tensor([1])}] * 2]) is None
-    assert batch_kind(images) is None
-
-
 def test_names_come_from_the_object_classes_with_the_background_first() -> None:
     assert label_names(("circle", "square"), 3) == ["background", "circle", "square"]
     assert label_names(["background", "cat", "dog"], 3) == ["background", "cat", "dog"]  # names it already
@@ -231,19 +219,39 @@ def test_localization_fit_and_test_draw_true_and_predicted_boxes_and_send_them_t
     assert b"val/overlays" in history and b'"images/separated"' in history
 
 
-class StubLocalizer(L.LightningModule):
-    """Calls every object a square (0-based class 1, label 2) in the box (4, 4, 40, 40)."""
+class Stub(BaseTask):
+    """A task of a declared kind whose steps return :meth:`outputs` of the batch: no network, no metrics."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    kind: ClassVar[TaskKind]
+
+    def configure_models(self) -> None:
         self.weight = nn.Parameter(torch.ones(()))
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        logits = torch.tensor([[0.0, 3.0, 0.0]]).expand(len(images), -1) * self.weight
-        return logits, torch.tensor([[4.0, 4.0, 40.0, 40.0]]).expand(len(images), -1)
+    def configure_metrics(self) -> MetricCollection:
+        return MetricCollection({})
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        pass
+    def step(self, batch: Any, stage: Stage) -> dict[str, Any]:
+        return {"loss": self.weight * 0, **self.outputs(batch)}
+
+    def outputs(self, batch: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class StubLocalizer(Stub):
+    """Calls every object a square (0-based class 1, label 2) in the box (4, 4, 40, 40)."""
+
+    kind = "localization"
+
+    def outputs(self, batch: Any) -> dict[str, Any]:
+        images, target = batch
+        logits = torch.tensor([[0.0, 3.0, 0.0]]).expand(len(images), -1) * self.weight
+        boxes = torch.tensor([[4.0, 4.0, 40.0, 40.0]]).expand(len(images), -1)
+        return {
+            "logits": logits,
+            "boxes": boxes,
+            "target": target["labels"] - 1,
+            "target_boxes": target["boxes"],
+        }
 
 
 def test_the_predicted_class_and_box_are_drawn_in_the_data_s_labels(tmp_path: Path) -> None:
@@ -259,27 +267,19 @@ def test_the_predicted_class_and_box_are_drawn_in_the_data_s_labels(tmp_path: Pa
 BOXES = torch.tensor([[4.0, 4.0, 20.0, 20.0], [24.0, 24.0, 44.0, 44.0]])
 
 
-class StubDetector(L.LightningModule):
+class StubDetector(Stub):
     """Finds the same two squares in every image: a sure one and a doubtful one."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(()))
+    kind = "detection"
 
-    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
-        assert not self.training and not torch.is_grad_enabled()
+    def outputs(self, batch: Any) -> dict[str, Any]:
+        images, targets = batch
         found = {
             "boxes": BOXES * self.weight,
             "labels": torch.tensor([2, 3]),
             "scores": torch.tensor([0.9, 0.3]),
         }
-        return [dict(found) for _ in images]
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        pass
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        pass
+        return {"preds": [dict(found) for _ in images], "target": list(targets)}
 
 
 def test_detections_above_the_score_threshold_are_drawn(tmp_path: Path) -> None:
@@ -301,19 +301,15 @@ def test_detections_above_the_score_threshold_are_drawn(tmp_path: Path) -> None:
     assert low.size == figure_size(1) and low.getpixel((x + 44 * 4 - 1, y + 44 * 4 - 1)) == class_colour(3)
 
 
-class StubSegmenter(L.LightningModule):
+class StubSegmenter(Stub):
     """Calls every bright pixel a circle (class 1) and the rest background."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(()))
+    kind = "segmentation"
+    num_classes = 4
 
-    def forward(self, images: Tensor) -> Tensor:
-        bright = (images.amax(1) > 0.5).float() * self.weight
-        return torch.stack([1 - bright, bright, torch.zeros_like(bright), torch.zeros_like(bright)], 1)
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        pass
+    def outputs(self, batch: Any) -> dict[str, Any]:
+        images, masks = batch
+        return {"preds": (images.amax(1) > 0.5).long(), "target": masks}
 
 
 def test_segmentation_paints_the_predicted_classes(tmp_path: Path) -> None:
@@ -335,6 +331,8 @@ def test_segmentation_paints_the_predicted_classes(tmp_path: Path) -> None:
 
 
 class Classifier(L.LightningModule):
+    """Not a zoo task: it declares no kind."""
+
     def __init__(self) -> None:
         super().__init__()
         self.head = nn.Linear(3 * 8 * 8, 2)
@@ -342,30 +340,51 @@ class Classifier(L.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         return self.head(images.flatten(1))
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self(batch[0])
+    def validation_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+        return {"logits": self(batch[0]).detach(), "target": batch[1]}
 
 
-def test_a_classifier_gets_no_figure_and_one_warning(tmp_path: Path) -> None:
+def test_a_module_that_is_not_a_zoo_task_gets_no_figure_and_one_warning(tmp_path: Path) -> None:
     loader = DataLoader(TensorDataset(torch.rand(6, 3, 8, 8), torch.tensor([0, 1] * 3)), batch_size=2)
     trainer = quiet_trainer(tmp_path, [PredictionOverlays()])
-    with pytest.warns(UserWarning, match="PredictionOverlays") as caught:
+    with pytest.warns(UserWarning, match="PredictionOverlays: Classifier, not a zoo task,") as caught:
         trainer.validate(Classifier(), loader, verbose=False)
         trainer.validate(Classifier(), loader, verbose=False)
     assert len([w for w in caught if "PredictionOverlays" in str(w.message)]) == 1
     assert not (tmp_path / "figures").exists()
 
 
+class DeclaredClassifier(StubSegmenter):
+    """Returns a segmenter's outputs, but declares itself a classifier."""
+
+    kind = "classification"
+
+
+def test_the_task_s_declared_kind_not_its_outputs_decides_what_is_drawn(tmp_path: Path) -> None:
+    images, masks = torch.rand(4, 3, 16, 16), torch.zeros(4, 16, 16, dtype=torch.long)
+    loader = DataLoader(TensorDataset(images, masks), batch_size=2)  # plain loaders: no data kind to check
+    trainer = quiet_trainer(tmp_path, [PredictionOverlays()])
+    with pytest.warns(UserWarning, match="a classification task has no boxes or masks to draw"):
+        trainer.validate(DeclaredClassifier(), loader, verbose=False)
+    assert not (tmp_path / "figures").exists()
+    quiet_trainer(tmp_path, [PredictionOverlays()]).validate(StubSegmenter(), loader, verbose=False)
+    assert rgb(tmp_path / "figures" / "epoch000-val-overlays.png").size == figure_size(4)
+
+
 class WrongSegmenter(StubSegmenter):
-    """Scores whole images, not pixels."""
+    """Returns a score per image, not a class per pixel."""
 
-    def forward(self, images: Tensor) -> Tensor:
-        return images.mean((2, 3)) * self.weight
+    def outputs(self, batch: Any) -> dict[str, Any]:
+        images, masks = batch
+        return {"logits": images.mean((2, 3)) * self.weight, "target": masks}
 
 
-def test_a_model_whose_output_does_not_fit_the_batches_gets_no_figure_and_one_warning(tmp_path: Path) -> None:
+def test_a_task_whose_outputs_do_not_fit_its_kind_gets_no_figure_and_one_warning(tmp_path: Path) -> None:
     data = ShapesDataModule("segmentation", image_size=48, num_val=4, batch_size=2)
     trainer = quiet_trainer(tmp_path, [PredictionOverlays()])
-    with pytest.warns(UserWarning, match=r"segmentation model must return logits \(B, num_classes, H, W\)"):
+    with pytest.warns(
+        UserWarning, match=r"segmentation task must return preds \(B, H, W\) and target"
+    ) as caught:
         trainer.validate(WrongSegmenter(), datamodule=data, verbose=False)
+    assert len([w for w in caught if "PredictionOverlays" in str(w.message)]) == 1
     assert not (tmp_path / "figures").exists()

@@ -177,6 +177,14 @@ def test_fit_leaves_a_complete_run_folder(idx_root: Path, tmp_path: Path) -> Non
     tested = run_zoo("test", "--ckpt_path", str(folder / "best.ckpt"))  # the run folder's config is used
     assert tested.returncode == 0, tested.stderr[-2000:]
     assert json.loads(tested.stdout[tested.stdout.rindex("{") :])["test_acc"] == metrics["test"]["test_acc"]
+    validated = subprocess.run(  # the new spelling of every command: python -m zoo COMMAND
+        [sys.executable, "-m", "zoo", "validate", "--ckpt_path", str(folder / "best.ckpt")],
+        capture_output=True, text=True, cwd=TESTS.parent, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert validated.returncode == 0, validated.stderr[-2000:]
+    assert (
+        json.loads(validated.stdout[validated.stdout.rindex("{") :])["val_acc"] == metrics["val"]["val_acc"]
+    )
     output = tmp_path / "predictions.csv"
     predicted = run_zoo("predict", *common, "--output", str(output))
     assert predicted.returncode == 0, predicted.stderr[-2000:]
@@ -209,19 +217,25 @@ def test_ddp_on_two_cpu_processes_shares_out_the_data(idx_root: Path, tmp_path: 
     assert first != json.loads((shards / "rank0-epoch1.json").read_text())["indices"]  # reshuffled per epoch
 
 
-def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(idx_root: Path, tmp_path: Path) -> None:
-    # 200 training images, batch 32: 7 steps an epoch; last.ckpt every 3 steps; killed before step 11 (epoch 1)
+def test_resume_after_sigkill_mid_epoch_keeps_the_runs_config_and_matches_an_uninterrupted_run(
+    idx_root: Path, tmp_path: Path
+) -> None:
+    # 200 training images, batch 32: 7 steps an epoch; last.ckpt every 3 steps; killed before step 11 (epoch 1).
+    # The run is started with a batch size, label smoothing and padding other than the recipe's, and resumed
+    # with none of them given: it must go on with its own.
     common = ["--trainer.max_epochs", "3", "--save_every_n_steps", "3", "--trainer.logger", "false",
-              "--data.init_args.pad", "2"]  # fmt: skip
+              "--data.init_args.pad", "2", "--model.init_args.label_smoothing", "0.1"]  # fmt: skip
     make_idx_dataset(tmp_path / "small", n_train=300, n_test=50)
     straight = run_zoo("fit", *small_fit_args(tmp_path / "small", tmp_path / "a", *common))
     assert straight.returncode == 0, straight.stderr[-3000:]
 
-    kill = tmp_path / "kill.yaml"
-    kill.write_text(yaml.safe_dump({"trainer": {"callbacks": [
-        {"class_path": "probes.KillAtStep", "init_args": {"step": 11}}]}}))  # fmt: skip
+    probes = tmp_path / "probes.yaml"
+    options = tmp_path / "options.jsonl"
+    probes.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "probes.KillAtStep", "init_args": {"step": 11, "marker": str(tmp_path / "killed")}},
+        {"class_path": "probes.RecordOptions", "init_args": {"out_file": str(options)}}]}}))  # fmt: skip
     killed = run_zoo(
-        "fit", *small_fit_args(tmp_path / "small", tmp_path / "b", *common, "--config", str(kill))
+        "fit", *small_fit_args(tmp_path / "small", tmp_path / "b", *common, "--config", str(probes))
     )
     assert killed.returncode == -9, killed.stderr[-3000:]
     (folder,) = (tmp_path / "b" / "lenet5_fashionmnist").iterdir()
@@ -229,17 +243,74 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(idx_root: P
     saved = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 9 and saved["global_step"] % 7 != 0  # mid-epoch
 
-    resumed = run_zoo(
-        "fit", *small_fit_args(tmp_path / "small", tmp_path / "b", *common, "--ckpt_path", "last")
-    )
+    resumed = run_zoo("fit", "--recipe", "lenet5_fashionmnist", "--trainer.default_root_dir", str(tmp_path / "b"),
+                      "--ckpt_path", "last")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert run_folder(resumed.stdout) == folder
 
+    first, second = (json.loads(line) for line in options.read_text().splitlines())
+    assert (
+        first
+        == second
+        == {"batch_size": 32, "val_size": 100, "pad": 2, "label_smoothing": 0.1, "max_epochs": 3}
+    )
     expected = torch.load(run_folder(straight.stdout) / "last.ckpt", map_location="cpu", weights_only=True)
     got = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
+    assert got["hyper_parameters"]["label_smoothing"] == 0.1
     assert got["global_step"] == expected["global_step"] == 21
     for name, tensor in expected["state_dict"].items():
         assert torch.equal(tensor, got["state_dict"][name]), name
+
+
+def test_resume_refuses_a_conflicting_override_unless_asked(idx_root: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    first = run_zoo(
+        "fit", *small_fit_args(idx_root, runs, "--trainer.max_epochs", "1", "--trainer.logger", "false")
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    folder = run_folder(first.stdout)
+    config = (folder / "config.yaml").read_text()
+    resume = ["--recipe", "lenet5_fashionmnist", "--trainer.default_root_dir", str(runs)]
+
+    # a RUN/last.ckpt resumed with another batch size: refused, naming the key and both values
+    refused = run_zoo("fit", *resume, "--ckpt_path", str(folder / "last.ckpt"), "--data.batch_size", "16")
+    assert_one_line_error(refused, "data.batch_size is 32 in the run, 16 here", "--resume_with_changes")
+    # `last` with an override no run has: none matches, and the newest run's value is named
+    other = run_zoo(
+        "fit", *resume, "--ckpt_path", "last", "--data.init_args.root", str(tmp_path / "elsewhere")
+    )
+    assert_one_line_error(other, "none of the 1 runs", f"data.init_args.root is '{idx_root}' in the run")
+    assert (folder / "config.yaml").read_text() == config and not (folder / "config_history.yaml").exists()
+
+    # asked for: trained on with the change, printed, recorded in the history and in config.yaml
+    changed = run_zoo(
+        "fit", *resume, "--ckpt_path", "last", "--trainer.max_epochs", "2", "--resume_with_changes"
+    )
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert run_folder(changed.stdout) == folder
+    assert "resuming with a change: trainer.max_epochs 1 -> 2" in changed.stdout
+    (entry,) = yaml.safe_load((folder / "config_history.yaml").read_text())
+    assert entry["changes"] == {"trainer.max_epochs": {"was": 1, "now": 2}}
+    assert yaml.safe_load((folder / "config.yaml").read_text())["trainer"]["max_epochs"] == 2
+    assert json.loads((folder / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_last_picks_the_newest_run_of_the_data_asked_for(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    roots = [make_idx_dataset(tmp_path / name, n_train=150, n_test=20) for name in ("first", "second")]
+    folders = []
+    for root in roots:
+        done = run_zoo(
+            "fit", *small_fit_args(root, runs, "--trainer.max_epochs", "1", "--trainer.logger", "false")
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        folders.append(run_folder(done.stdout))
+    # the older run, named by its data: resumed (a finished run trains no further and is evaluated again)
+    again = run_zoo("fit", *small_fit_args(roots[0], runs, "--trainer.max_epochs", "1", "--ckpt_path", "last",
+                                           "--trainer.logger", "false"))  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert run_folder(again.stdout) == folders[0]
+    assert len(list((runs / "lenet5_fashionmnist").iterdir())) == 2  # no new run folder
 
 
 @pytest.mark.real_data
@@ -259,7 +330,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("zoo.") and ": error: " in last, last
+    assert last.startswith("zoo ") and ": error: " in last, last
     for fragment in fragments:
         assert fragment in last, last
 

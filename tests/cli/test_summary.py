@@ -1,4 +1,4 @@
-"""``python -m zoo.summary``: the Keras-style table, its figures and its bad input."""
+"""``zoo summary``: the Keras-style table, its figures, a recipe's network, old flag spellings and bad input."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
+from zoo.cli.summary import main
 from zoo.models import create_model
-from zoo.summary import main, summarize
+from zoo.models.summary import summarize
 
 
 def test_keras_cnn_figures(capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,7 +63,7 @@ def test_batch_norm_and_branches_are_counted_once() -> None:
 
 def test_options_and_input_size(capsys: pytest.CaptureFixture[str]) -> None:
     assert (
-        main(["vgg16_bn", "--input-size", "3", "32", "32", "--num-classes", "10", "--option", "head=cifar"])
+        main(["vgg16_bn", "--input_size", "3", "32", "32", "--num_classes", "10", "--option", "head=cifar"])
         == 0
     )
     assert "Total params: 14,728,266" in capsys.readouterr().out
@@ -72,10 +73,10 @@ def test_options_and_input_size(capsys: pytest.CaptureFixture[str]) -> None:
     ("argv", "message"),
     [
         (["lenet"], "unknown model 'lenet' (did you mean: lenet5, "),
-        (["vgg16", "--input-size", "3", "8", "8"], "vgg16 cannot take a 8x8x3 input"),
+        (["vgg16", "--input_size", "3", "8", "8"], "vgg16 cannot take a 8x8x3 input"),
         (["vgg16", "--option", "head=coco"], "head must be 'imagenet' or 'cifar'"),
         (["lenet5", "--option", "colour=3"], "unexpected keyword argument 'colour'"),
-        (["lenet5", "--input-size", "1", "0", "28"], "must be positive"),
+        (["lenet5", "--input_size", "1", "0", "28"], "must be positive"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str) -> None:
@@ -94,4 +95,26 @@ def test_bad_option_syntax_exits_2() -> None:
         text=True,
         check=False,
     )
-    assert result.returncode == 2 and "expected KEY=VALUE" in result.stderr
+    assert result.returncode == 2 and "expects KEY=VALUE" in result.stderr
+
+
+def test_a_recipe_is_summarised_with_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--recipe", "vgg16_cifar"]) == 0  # head=cifar from the recipe: a 32x32 input
+    out = capsys.readouterr().out
+    assert out.startswith("vgg16_bn: input 32x32x3") and "Total params: 14,728,266" in out
+    assert main(["--recipe", "lenet5_fashionmnist"]) == 0  # image_size 28 from the recipe
+    assert capsys.readouterr().out.startswith("lenet5: input 28x28x1")
+
+
+def test_old_flag_spellings_still_work_with_a_notice(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["vgg16_bn", "--input-size", "3", "32", "32", "--num-classes", "10", "--option", "head=cifar"])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "Total params: 14,728,266" in captured.out
+    notices = captured.err.strip().splitlines()
+    assert notices == [
+        "zoo summary: --input-size is deprecated, use --input_size (the old spelling goes in the next release)",
+        "zoo summary: --num-classes is deprecated, use --num_classes (the old spelling goes in the next release)",
+    ]

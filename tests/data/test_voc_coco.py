@@ -11,12 +11,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import make_voc_segmentation
 from PIL import Image
 from torchvision import tv_tensors
 
-from zoo.data.coco import COCODetectionDataModule, detection_transform
+from zoo.data.coco import COCODetectionDataModule
+from zoo.data.detection import detection_transform
+from zoo.data.readers.voc import VOC_CLASSES, read_class_png
 from zoo.data.targets import IGNORE_INDEX
-from zoo.data.voc import VOC_CLASSES, VOCDetectionDataModule, VOCSegmentationDataModule, read_class_png
+from zoo.data.voc import VOCDetectionDataModule, VOCSegmentationDataModule
 from zoo.errors import DataError
 
 W, H = 40, 30
@@ -310,3 +313,11 @@ def test_coco_loader_collates_lists_and_flips(tmp_path: Path) -> None:
     assert [tuple(i.shape) for i in batch_images] == [(3, 60, 80), (3, 60, 80)]
     assert targets[0]["boxes"].tolist() == [[20.0, 20.0, 40.0, 40.0], [60.0, 40.0, 80.0, 60.0]]
     assert data.test_dataloader().dataset is data.datasets["val"]
+
+
+def test_voc_found_in_the_system_dataset_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_voc_segmentation(tmp_path / "system" / "voc")
+    monkeypatch.setattr("zoo.data.base.SYSTEM_DATA_DIRS", (tmp_path / "system",))
+    data = VOCSegmentationDataModule(num_workers=0)
+    data.setup()
+    assert len(data.datasets["train"]) == 2

@@ -1,7 +1,7 @@
 """The autoencoder: the network's shapes, the task's figures and W&B images, its recipe, and ``python -m zoo.embed``.
 
 The reconstruction figure is 8 originals over their 8 reconstructions: tiles of 96 px with 26 px of caption under
-each and 2 px between them (zoo.callbacks.drawing), so 8 * 98 + 2 wide and 2 * 124 + 2 high.
+each and 2 px between them (zoo.figures.drawing), so 8 * 98 + 2 wide and 2 * 124 + 2 high.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from conftest import REPO, make_idx_dataset
 from PIL import Image
 
 from zoo.cli import main as zoo_main
-from zoo.data.idx import read_idx
-from zoo.embed import main as embed
+from zoo.cli.embed import main as embed
+from zoo.data.readers.idx import read_idx
 from zoo.errors import ZooError
 from zoo.models import create_model
 from zoo.models.autoencoder import conv_autoencoder
@@ -165,7 +165,7 @@ def split_labels(run: Path, prefix: str) -> list[int]:
 
 def test_embed_writes_npz_and_pt(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     npz, pt = tmp_path / "test.npz", tmp_path / "out" / "val.pt"
-    assert embed(["--ckpt", str(run / "best.ckpt"), "--out", str(npz)]) == 0
+    assert embed(["--ckpt_path", str(run / "best.ckpt"), "--output", str(npz)]) == 0
     assert f"wrote {N_TEST} embeddings of size 64 (test split) to {npz}" in capsys.readouterr().out
     with np.load(npz) as saved:
         embeddings, labels, classes = saved["embeddings"], saved["labels"], saved["classes"]
@@ -175,7 +175,7 @@ def test_embed_writes_npz_and_pt(run: Path, tmp_path: Path, capsys: pytest.Captu
     assert labels.tolist() == split_labels(run, "t10k")  # the test split, in order
     assert classes[0] == "T-shirt/top" and len(classes) == 10
 
-    assert embed(["--ckpt", str(run / "best.ckpt"), "--out", str(pt), "--split", "val"]) == 0
+    assert embed(["--ckpt_path", str(run / "best.ckpt"), "--output", str(pt), "--split", "val"]) == 0
     saved_pt = torch.load(pt, weights_only=True)
     assert saved_pt["embeddings"].shape == (N_VAL, 64) and saved_pt["labels"].shape == (N_VAL,)
     assert len(saved_pt["classes"]) == 10
@@ -194,16 +194,16 @@ def classifier_ckpt(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--ckpt", "{best}", "--out", "{existing}"], ["exists"]),
-        (["--ckpt", "{best}", "--out", "{tmp}/embeddings.csv"], [".npz", ".pt"]),
-        (["--ckpt", "{tmp}/missing.ckpt", "--out", "{tmp}/e.npz"], ["does not exist"]),
-        (["--out", "{tmp}/e.npz"], ["--ckpt"]),
-        (["--ckpt", "{best}", "--out", "{tmp}/e.npz", "--split", "dev"], ["--split", "invalid choice", "dev"]),
-        (["--ckpt", "{alone}", "--out", "{tmp}/e.npz"], ["no config.yaml", "--recipe"]),
-        (["--ckpt", "{lenet}", "--recipe", "lenet5_fashionmnist", "--data.init_args.root", "{data}",
-          "--out", "{tmp}/e.npz"], ["ClassificationTask", "not an AutoencoderTask"]),
-        (["--ckpt", "{best}", "--out", "{tmp}/e.npz", "--data.init_args.nope", "1"], ["nope"]),
-        (["--ckpt", "{best}", "--out", "{tmp}/e.npz", "--split", "val", "--data.init_args.val_size", "0"],
+        (["--ckpt_path", "{best}", "--output", "{existing}"], ["exists"]),
+        (["--ckpt_path", "{best}", "--output", "{tmp}/embeddings.csv"], [".npz", ".pt"]),
+        (["--ckpt_path", "{tmp}/missing.ckpt", "--output", "{tmp}/e.npz"], ["does not exist"]),
+        (["--output", "{tmp}/e.npz"], ["--ckpt_path"]),
+        (["--ckpt_path", "{best}", "--output", "{tmp}/e.npz", "--split", "dev"], ["--split", "invalid choice", "dev"]),
+        (["--ckpt_path", "{alone}", "--output", "{tmp}/e.npz"], ["no config.yaml", "--recipe"]),
+        (["--ckpt_path", "{lenet}", "--recipe", "lenet5_fashionmnist", "--data.init_args.root", "{data}",
+          "--output", "{tmp}/e.npz"], ["ClassificationTask", "not an AutoencoderTask"]),
+        (["--ckpt_path", "{best}", "--output", "{tmp}/e.npz", "--data.init_args.nope", "1"], ["nope"]),
+        (["--ckpt_path", "{best}", "--output", "{tmp}/e.npz", "--split", "val", "--data.init_args.val_size", "0"],
          ["val split has no images"]),
     ],
     ids=["exists", "suffix", "missing-ckpt", "no-ckpt", "split", "no-config", "classifier", "key", "empty-split"],
@@ -228,7 +228,7 @@ def test_embed_bad_input_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("zoo.embed: error: "), last
+    assert last.startswith("zoo embed: error: "), last
     for fragment in fragments:
         assert fragment in last, last
     assert existing.read_bytes() == b"precious"
@@ -239,12 +239,11 @@ def test_embed_runs_as_a_module(run: Path, tmp_path: Path) -> None:
     existing = tmp_path / "kept.pt"
     existing.write_bytes(b"precious")
     result = subprocess.run(
-        [sys.executable, "-m", "zoo.embed", "--ckpt", str(run / "best.ckpt"), "--out", str(existing)],
+        [sys.executable, "-m", "zoo.embed", "--ckpt_path", str(run / "best.ckpt"), "--output", str(existing)],
         capture_output=True, text=True, cwd=REPO, timeout=120, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert (
         result.returncode == 2
-        and result.stderr.strip()
-        == f"zoo.embed: error: {existing} exists; choose another --out or move the file"
+        and result.stderr.strip() == f"zoo embed: error: {existing} exists; choose another file or move it"
     )
     assert existing.read_bytes() == b"precious"

@@ -422,6 +422,6 @@ def test_a_class_count_that_disagrees_with_the_data_is_one_line(
             "--model.init_args.num_classes", "20"]  # fmt: skip
     assert main("fit", args) == 2
     assert capsys.readouterr().err.strip() == (
-        "zoo.fit: error: the task has num_classes=20 but VOCDetectionDataModule has 21 classes; "
+        "zoo fit: error: the task has num_classes=20 but VOCDetectionDataModule has 21 classes; "
         "set --model.num_classes 21"
     )

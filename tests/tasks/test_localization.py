@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zoo.data import ShapesDataModule
+from zoo.data import FashionMNISTDataModule, ShapesDataModule
 from zoo.errors import DataError, ZooError
 from zoo.tasks import ClassificationTask, LocalizationTask
 from zoo.tasks.localization import AccuracyAtIoU, MeanBoxIoU
@@ -34,7 +34,7 @@ def test_the_loss_falls_over_a_few_steps(box_loss: str) -> None:
     optimizer = torch.optim.Adam(task.parameters(), lr=3e-3)
     losses = []
     for _ in range(8):
-        loss = task.step(batch, "train")
+        loss = task.step(batch, "train")["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -77,6 +77,6 @@ def test_the_class_check_counts_the_background_for_localization_only() -> None:
     with pytest.raises(DataError, match=r"--model\.num_classes 3"):
         wrong.setup("fit")
     classifier = ClassificationTask("resnet20", num_classes=3, in_channels=3)
-    classifier._trainer = _Trainer(data)  # type: ignore[assignment]
-    with pytest.raises(DataError, match=r"--model\.num_classes 4"):
+    classifier._trainer = _Trainer(FashionMNISTDataModule())  # type: ignore[assignment]
+    with pytest.raises(DataError, match=r"--model\.num_classes 10$"):  # 10 classes, no background added
         classifier.setup("fit")

@@ -22,7 +22,8 @@ from zoo.cli import main
 from zoo.data import ShapesDataModule
 from zoo.errors import DataError, ZooError
 from zoo.models import create_model, list_models, weights
-from zoo.models.fcn import FCN, BilinearDeconv, _vgg_stages, bilinear_kernel
+from zoo.models.fcn import FCN, _vgg_stages
+from zoo.models.fcn_layers import BilinearDeconv, bilinear_kernel
 from zoo.tasks import SegmentationTask
 from zoo.tasks.segmentation import pixel_cross_entropy, voc_palette
 
@@ -253,10 +254,10 @@ def test_step_with_an_auxiliary_head_adds_half_its_loss() -> None:
     task.eval()  # no dropout, fixed batch statistics: both passes compute the same
     with torch.no_grad():
         out, aux = task.net.forward_aux(images)
-        loss = task.step((images, masks), "train")
+        loss = task.step((images, masks), "train")["loss"]
         expected = F.cross_entropy(out, masks) + 0.5 * F.cross_entropy(aux, masks)
         torch.testing.assert_close(loss, expected)
-        torch.testing.assert_close(task.step((images, masks), "val"), F.cross_entropy(out, masks))
+        torch.testing.assert_close(task.step((images, masks), "val")["loss"], F.cross_entropy(out, masks))
 
 
 class _Trainer:

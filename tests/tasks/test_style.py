@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 
 from zoo.cli import main as zoo_main
-from zoo.data.images import SAMPLES, ImagesDataModule, read_image
+from zoo.cli.stylize import main as stylize
+from zoo.data.images import ImagesDataModule
+from zoo.data.readers.images import SAMPLES, read_image
 from zoo.errors import DataError
 from zoo.models.registry import create_model
 from zoo.models.style import (
@@ -21,7 +23,6 @@ from zoo.models.style import (
     GATYS_STYLE_LAYERS,
     Losses,
     PerceptualLoss,
-    TransformerNet,
     VGGLossNetwork,
     content_loss,
     gram_matrix,
@@ -29,8 +30,8 @@ from zoo.models.style import (
     style_loss,
     total_variation,
 )
-from zoo.models.weights import WeightsError
-from zoo.stylize import main as stylize
+from zoo.models.transformer_net import TransformerNet
+from zoo.models.weights_files import WeightsError
 from zoo.tasks.style_transfer import gatys_stylize
 
 SIZE = 16  # the smallest side VGG's four poolings leave a map of
@@ -67,7 +68,7 @@ def assert_one_line_error(capsys: pytest.CaptureFixture[str], status: int, *frag
     err = capsys.readouterr().err
     assert status == 2, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("zoo.stylize: error: "), err
+    assert len(lines) == 1 and lines[0].startswith("zoo stylize: error: "), err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
@@ -211,43 +212,43 @@ def test_stylize_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     style = tmp_path / "style.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(style)
     out = tmp_path / "out" / "stylised.png"
-    args = ["--style", str(style), "--out", str(out), "--steps", "3", "--size", str(SIZE),
-            "--random-loss-network"]  # fmt: skip
+    args = ["--style", str(style), "--output", str(out), "--steps", "3", "--size", str(SIZE),
+            "--random_loss_network"]  # fmt: skip
     assert stylize(["--content", "default", *args]) == 0  # scikit-image's astronaut, 512x512
     assert Image.open(out).size == (SIZE, SIZE)
     assert f"wrote {out}" in capsys.readouterr().out
 
     photo = make_image_folder(tmp_path / "photos", 1) / "photo00.png"  # 20x24: shorter side to 16
     wide = tmp_path / "wide.png"
-    assert stylize(["--content", str(photo), *args[:2], "--out", str(wide), *args[4:]]) == 0
+    assert stylize(["--content", str(photo), *args[:2], "--output", str(wide), *args[4:]]) == 0
     assert Image.open(wide).size == (19, SIZE)
 
 
 def test_stylize_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     style = make_image_folder(tmp_path / "s", 1) / "photo00.png"
     out = tmp_path / "out.png"
-    common = ["--out", str(out), "--size", str(SIZE), "--steps", "2"]
+    common = ["--output", str(out), "--size", str(SIZE), "--steps", "2"]
 
-    status = stylize(["--style", str(tmp_path / "nope.jpg"), "--random-loss-network", *common])
+    status = stylize(["--style", str(tmp_path / "nope.jpg"), "--random_loss_network", *common])
     assert_one_line_error(capsys, status, "--style", "nope.jpg", "does not exist")
     status = stylize(["--style", str(style), *common])  # no weights cached, no network
-    assert_one_line_error(capsys, status, "no ImageNet weights for the vgg19 loss network", "--loss-weights")
-    status = stylize(["--style", str(style), "--loss-weights", str(tmp_path / "x.pth"), *common])
+    assert_one_line_error(capsys, status, "no ImageNet weights for the vgg19 loss network", "--loss_weights")
+    status = stylize(["--style", str(style), "--loss_weights", str(tmp_path / "x.pth"), *common])
     assert_one_line_error(capsys, status, "x.pth does not exist")
     assert not out.exists()
 
     out.write_bytes(b"precious")
-    status = stylize(["--style", str(style), "--random-loss-network", *common])
+    status = stylize(["--style", str(style), "--random_loss_network", *common])
     assert_one_line_error(capsys, status, "exists", "never overwritten")
     assert out.read_bytes() == b"precious"
 
-    status = stylize(["--style", str(style), "--out", str(tmp_path / "a.jpg"), "--random-loss-network"])
+    status = stylize(["--style", str(style), "--output", str(tmp_path / "a.jpg"), "--random_loss_network"])
     assert_one_line_error(capsys, status, ".png")
-    status = stylize(["--out", str(tmp_path / "b.png"), "--random-loss-network"])
+    status = stylize(["--output", str(tmp_path / "b.png"), "--random_loss_network"])
     assert_one_line_error(capsys, status, "needs --style")
     status = stylize(["--style", str(style)])
-    assert_one_line_error(capsys, status, "--out")
-    status = stylize(["--style", str(style), "--out", str(tmp_path / "c.png"), "--steps", "many"])
+    assert_one_line_error(capsys, status, "--output")
+    status = stylize(["--style", str(style), "--output", str(tmp_path / "c.png"), "--steps", "many"])
     assert_one_line_error(capsys, status, "--steps", "many")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["no-weights", "out.png", "s"]  # nothing written
 
@@ -309,11 +310,11 @@ def test_style_fast_fits_draws_and_predicts_pngs(tmp_path: Path, capsys: pytest.
     assert [p.read_bytes() for p in sorted(output.glob("*.png"))] == before
     # one photo through the trained network with zoo.stylize
     fast = tmp_path / "fast.png"
-    johnson = ["--method", "johnson", "--checkpoint", str(folder / "best.ckpt"), "--size", str(SIZE)]
-    assert stylize([*johnson, "--content", str(photos / "photo00.png"), "--out", str(fast)]) == 0
+    johnson = ["--method", "johnson", "--ckpt_path", str(folder / "best.ckpt"), "--size", str(SIZE)]
+    assert stylize([*johnson, "--content", str(photos / "photo00.png"), "--output", str(fast)]) == 0
     assert Image.open(fast).size == (19, SIZE)
-    assert stylize([*johnson[:2], "--out", str(tmp_path / "x.png")]) == 2
-    assert "needs --checkpoint" in capsys.readouterr().err
+    assert stylize([*johnson[:2], "--output", str(tmp_path / "x.png")]) == 2
+    assert "needs --ckpt_path" in capsys.readouterr().err
     # without --output: a folder beside the checkpoint
     assert zoo_main("predict", predict[:-2]) == 0
     assert len(list((folder / "best-predictions").glob("*.png"))) == 6

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from zoo.tasks import ClassificationTask
 from zoo.tasks.base import Stage
+from zoo.tasks.outputs import ClassificationOutputs
 
 
 class Recording(ClassificationTask):
@@ -19,15 +20,13 @@ class Recording(ClassificationTask):
     def on_fit_start(self) -> None:
         self.seen: list[tuple[float, int, Tensor, Tensor]] = []
 
-    def step(self, batch: tuple[Tensor, Tensor], stage: Stage) -> Tensor:
-        loss = super().step(batch, stage)
+    def step(self, batch: tuple[Tensor, Tensor], stage: Stage) -> ClassificationOutputs:
+        outputs = super().step(batch, stage)
+        loss = outputs["loss"]
         self.log_loss(stage, 2 * loss, len(batch[1]), name="double")
-        if stage == "train":
-            images, labels = batch
-            with torch.no_grad():
-                logits = self(images)  # the weights have not moved yet: the logits the metrics were given
-            self.seen.append((loss.item(), len(labels), logits, labels))
-        return loss
+        if stage == "train":  # the logits the metrics were given, as the step returns them
+            self.seen.append((loss.item(), len(batch[1]), outputs["logits"].detach(), outputs["target"]))
+        return outputs
 
 
 # 71 samples: 36 batches, the last of 1 (the metric inputs are passed on at 32 and at the end); 64: exactly 32

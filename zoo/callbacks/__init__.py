@@ -1,8 +1,9 @@
 """Callbacks, one per file, usable with any logger.
 
 The figure callbacks (:class:`FeatureMaps`, :class:`Filters`, :class:`ConfusionMatrix`, :class:`PredictionGrid`,
-:class:`PredictionOverlays`) draw with :mod:`zoo.callbacks.drawing` and save through :mod:`zoo.callbacks.figures`:
-a PNG in the run folder's ``figures/``, and an image in W&B or TensorBoard.
+:class:`PredictionOverlays`) draw with :mod:`zoo.figures` and save through :mod:`zoo.figures.saving`: a PNG in
+the run folder's ``figures/``, and an image in W&B or TensorBoard. The evaluation figures read what the task's
+steps return (:mod:`zoo.tasks.outputs`). :class:`PredictionWriter` writes what ``trainer.predict`` computed.
 """
 
 from zoo.callbacks.confusion_matrix import ConfusionMatrix
@@ -12,6 +13,7 @@ from zoo.callbacks.last_checkpoint import LastCheckpoint
 from zoo.callbacks.log_config import LogConfig
 from zoo.callbacks.overlays import PredictionOverlays
 from zoo.callbacks.prediction_grid import PredictionGrid
+from zoo.callbacks.prediction_writer import PredictionWriter
 
 __all__ = [
     "ConfusionMatrix",
@@ -21,4 +23,5 @@ __all__ = [
     "LogConfig",
     "PredictionGrid",
     "PredictionOverlays",
+    "PredictionWriter",
 ]

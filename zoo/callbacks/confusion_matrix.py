@@ -9,9 +9,11 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from zoo.callbacks.drawing import confusion_image
-from zoo.callbacks.figures import EVERY_N_EPOCHS, EvaluationFigure, class_names, save_figure, should_draw
-from zoo.callbacks.layers import OutputTap, labelled_logits
+from zoo.callbacks.figures import EvaluationFigure, scored_labels
+from zoo.figures.drawing import confusion_image
+from zoo.figures.saving import EVERY_N_EPOCHS, save_figure, should_draw
+from zoo.tasks.base import datamodule_of
+from zoo.tasks.data import class_names
 
 __all__ = ["ConfusionMatrix"]
 
@@ -19,11 +21,11 @@ __all__ = ["ConfusionMatrix"]
 class ConfusionMatrix(EvaluationFigure):
     """Count, over a whole validation or test epoch, how often each class is predicted as each other class.
 
-    The task's logits are caught as its ``validation_step``/``test_step`` computes them (a forward hook on the
-    task: the network is not run again), so the task must return ``(B, num_classes)`` scores from ``forward``
-    for batches ``(images, labels)``, as :class:`~zoo.tasks.ClassificationTask` does. The counts are a
+    The predictions are the ``logits`` and the truth the ``target`` that the task's ``validation_step`` and
+    ``test_step`` return (:class:`~zoo.tasks.outputs.ClassificationOutputs`; the network is not run again), as
+    :class:`~zoo.tasks.ClassificationTask` and :class:`~zoo.tasks.LocalizationTask` do. The counts are a
     torchmetrics ``MulticlassConfusionMatrix``, summed over all ranks under DDP; rank zero draws them
-    (``val/confusion``, ``test/confusion``; see :mod:`zoo.callbacks.figures`). Class names come from the
+    (``val/confusion``, ``test/confusion``; see :mod:`zoo.figures.saving`). Class names come from the
     DataModule's ``classes``.
 
     Args:
@@ -39,7 +41,6 @@ class ConfusionMatrix(EvaluationFigure):
         self.matrix: Tensor | None = None
         self._metric: MulticlassConfusionMatrix | None = None
         self._names: list[str] = []
-        self._tap = OutputTap()
         self._active = False
         self._unread = 0
 
@@ -47,7 +48,7 @@ class ConfusionMatrix(EvaluationFigure):
         self._active = False
         if not should_draw(trainer, self.every_n_epochs):
             return
-        names = class_names(pl_module, getattr(trainer, "datamodule", None))
+        names = class_names(pl_module, datamodule_of(trainer))
         if names is None:
             rank_zero_warn("ConfusionMatrix: the task has no num_classes; no confusion matrix is drawn")
             return
@@ -56,28 +57,27 @@ class ConfusionMatrix(EvaluationFigure):
         self._metric = self._metric.to(pl_module.device)
         self._metric.reset()
         self._names, self._active, self._unread = names, True, 0
-        self._tap.attach(pl_module)
 
-    def _batch(self, batch: Any) -> None:
+    def _batch(self, outputs: Any, batch: Any) -> None:
         if not self._active or self._metric is None:
             return
-        pair = labelled_logits(self._tap, batch, len(self._names))
+        pair = scored_labels(outputs, len(self._names))
         if pair is None:
             self._unread += 1
             return
-        logits, labels = pair
-        self._metric.update(logits.argmax(dim=1), labels)
+        logits, target = pair
+        self._metric.update(logits.argmax(dim=1), target)
 
     def _end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not self._active or self._metric is None:
             return
-        self._tap.detach()
         self._active = False
         self.matrix = self._metric.compute().cpu()  # every rank takes part: it sums the counts of all of them
         self._metric.reset()
         if self._unread:
             rank_zero_warn(
-                f"ConfusionMatrix: {self._unread} batches gave no (logits, labels) and were left out"
+                f"ConfusionMatrix: the steps of {self._unread} batches returned no logits and target "
+                "(zoo.tasks.outputs) and were left out"
             )
         if trainer.is_global_zero:
             save_figure(trainer, confusion_image(self.matrix, self._names), f"{stage}/confusion")

@@ -1,71 +1,24 @@
-"""What chosen layers compute for a fixed batch of images: one picture per channel, per image, per layer."""
+"""What chosen layers compute for a fixed batch of validation images, drawn as the network learns.
+
+The drawing is :func:`zoo.figures.feature_maps.feature_map_figures`; the layers' outputs are caught by forward
+hooks on those layers (intermediate activations, which no step returns).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.utilities import rank_zero_info
-from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
-from zoo.callbacks.drawing import TILE, display_images, normalise_each, tile_grid, to_tiles
-from zoo.callbacks.figures import EVERY_N_EPOCHS, input_stats, save_figure, should_draw
-from zoo.callbacks.layers import capture, conv_layers, find_layer
+from zoo.figures.feature_maps import default_layers, feature_map_figures
+from zoo.figures.layers import find_layer
+from zoo.figures.saving import EVERY_N_EPOCHS, save_figure, should_draw
+from zoo.tasks.base import datamodule_of
+from zoo.tasks.data import input_stats
 
-__all__ = ["FeatureMaps", "default_layers", "feature_map_figures"]
-
-
-def default_layers(model: nn.Module) -> list[str]:
-    """The first and the last convolution of ``model`` (one name when it has a single one, none without)."""
-    convs = conv_layers(model)
-    return list(dict.fromkeys([convs[0], convs[-1]])) if convs else []
-
-
-@torch.no_grad()
-def feature_map_figures(
-    model: nn.Module,
-    images: Tensor,
-    layers: list[str],
-    *,
-    max_channels: int = 16,
-    mean: Tensor | None = None,
-    std: Tensor | None = None,
-) -> dict[str, Image.Image]:
-    """Run ``model`` on ``images`` and draw what each of ``layers`` outputs.
-
-    Each figure has one row per image: the image itself, then its first ``max_channels`` feature maps, each
-    stretched to its own 0..1 range (a constant map is black) and resized to :data:`~zoo.callbacks.drawing.TILE`
-    pixels.
-
-    Args:
-        model: the network or task (in eval mode, on its device).
-        images: network inputs ``(B, C, H, W)``.
-        layers: names of layers of ``model`` whose output is ``(B, channels, h, w)``; others are left out.
-        max_channels: feature maps shown per image.
-        mean: per-channel mean the inputs were normalised with, or None.
-        std: per-channel standard deviation, or None.
-
-    Returns:
-        ``{layer name: figure}``, ``(1 + channels) * (TILE + PAD) + PAD`` pixels wide and
-        ``B * (TILE + PAD) + PAD`` high.
-    """
-    device = next(model.parameters()).device
-    with capture({name: find_layer(model, name) for name in layers}) as outputs:
-        model(images.to(device))
-    inputs = to_tiles(display_images(images, mean, std), TILE)
-    figures = {}
-    for name in layers:
-        output = outputs.get(name)
-        if output is None or output.ndim != 4:
-            continue
-        maps = output[:, :max_channels].float().cpu()
-        batch, channels, height, width = maps.shape
-        tiles = to_tiles(normalise_each(maps.reshape(batch * channels, 1, height, width)), TILE)
-        rows = torch.cat([inputs.unsqueeze(1), tiles.view(batch, channels, *tiles.shape[1:])], dim=1)
-        figures[name] = tile_grid(rows.flatten(0, 1), 1 + channels)
-    return figures
+__all__ = ["FeatureMaps"]
 
 
 class FeatureMaps(L.Callback):
@@ -128,7 +81,7 @@ class FeatureMaps(L.Callback):
             return
         if not should_draw(trainer, self.every_n_epochs):
             return
-        mean, std = input_stats(getattr(trainer, "datamodule", None))
+        mean, std = input_stats(datamodule_of(trainer))
         figures = feature_map_figures(
             pl_module, self.images, self._chosen, max_channels=self.max_channels, mean=mean, std=std
         )

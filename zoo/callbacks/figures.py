@@ -1,155 +1,37 @@
-"""Where a figure goes: a PNG in the run folder's ``figures/``, and an image in every logger that takes one.
+"""The base of the callbacks that draw a figure from the batches of a validation or test epoch.
 
-The callbacks that draw (:class:`~zoo.callbacks.FeatureMaps`, :class:`~zoo.callbacks.Filters`,
-:class:`~zoo.callbacks.ConfusionMatrix`, :class:`~zoo.callbacks.PredictionGrid`) all hand their pictures to
-:func:`save_figure`, on rank zero only. It writes ``<run folder>/figures/<when>-<name>.png`` and sends the image to
-each of the trainer's loggers: W&B (``WandbLogger.log_image``) and TensorBoard (``add_image``) get it under the key
-``<name>`` at the current global step; other loggers, or no logger, leave the PNG alone.
-
-``<when>`` is ``epoch004`` (0-based, as in Lightning's checkpoint names) during a fit, and the checkpoint's name
-(``best``, ``last``) when a checkpoint is validated or tested on its own. A file is never overwritten: a second
-figure with the same name (a resumed run drawing epoch 4 again) gets ``-2``, ``-3``, ...
+They read what the task computed from the outputs its ``validation_step``/``test_step`` returns
+(:mod:`zoo.tasks.outputs`), which Lightning hands to ``on_validation_batch_end``/``on_test_batch_end``: no
+forward hook, no second pass of the network. Figures are saved by :func:`zoo.figures.saving.save_figure`: a PNG in
+the run folder's ``figures/``, and an image in W&B or TensorBoard.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
-import numpy as np
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from lightning.pytorch.trainer.states import TrainerFn
-from PIL import Image
 from torch import Tensor
 
-from zoo.callbacks.last_checkpoint import LastCheckpoint
-
-__all__ = [
-    "EVERY_N_EPOCHS",
-    "EvaluationFigure",
-    "class_names",
-    "figure_prefix",
-    "input_stats",
-    "run_folder",
-    "save_figure",
-    "should_draw",
-    "write_png",
-]
-
-#: how often the figure callbacks draw during a fit, unless told otherwise (they also draw at the last epoch)
-EVERY_N_EPOCHS = 5
+__all__ = ["EvaluationFigure", "scored_labels"]
 
 
-def should_draw(trainer: L.Trainer, every_n_epochs: int) -> bool:
-    """Whether a figure callback draws at the end of this evaluation epoch.
+def scored_labels(outputs: Any, num_classes: int) -> tuple[Tensor, Tensor] | None:
+    """The ``logits`` ``(B, num_classes)`` and the true classes ``target`` ``(B,)`` of a step's outputs
+    (:class:`~zoo.tasks.outputs.ClassificationOutputs`, :class:`~zoo.tasks.outputs.LocalizationOutputs`).
 
-    Never during the sanity check; during a fit, every ``every_n_epochs`` epochs and at the last epoch; always
-    when a model is validated or tested on its own (after the fit, the CLI evaluates the best checkpoint, which
-    gives the final figures even when early stopping cut the fit short). The answer is the same on every rank.
+    None when the outputs have no such pair: not a dict, no ``logits`` or ``target``, integer classes missing, or
+    not one row of ``num_classes`` scores per class.
     """
-    if trainer.sanity_checking:
-        return False
-    if trainer.state.fn != TrainerFn.FITTING:
-        return True
-    done = trainer.current_epoch + 1
-    last = trainer.max_epochs is not None and trainer.max_epochs > 0 and done >= trainer.max_epochs
-    return last or (every_n_epochs > 0 and done % every_n_epochs == 0)
-
-
-def run_folder(trainer: L.Trainer) -> Path:
-    """The folder a run's figures go under.
-
-    The zoo CLI's run folder (where its :class:`~zoo.callbacks.LastCheckpoint` writes) during a fit; the folder of
-    the evaluated checkpoint when it is a run folder (it holds ``config.yaml``: ``python -m zoo.test``); otherwise
-    what Lightning calls the log dir (the first logger's folder, else ``default_root_dir``).
-    """
-    for callback in trainer.callbacks:  # type: ignore[attr-defined]
-        if isinstance(callback, LastCheckpoint):
-            return callback.dirpath
-    if trainer.ckpt_path and (Path(trainer.ckpt_path).parent / "config.yaml").is_file():
-        return Path(trainer.ckpt_path).parent
-    if trainer.loggers:
-        logger = trainer.loggers[0]
-        folder = logger.log_dir if isinstance(logger, TensorBoardLogger) else logger.save_dir
-        if folder:
-            return Path(folder)
-    return Path(trainer.default_root_dir)
-
-
-def figure_prefix(trainer: L.Trainer) -> str:
-    """``epoch004`` during a fit; the checkpoint's name (``best``) when one is evaluated; else the epoch."""
-    if trainer.state.fn != TrainerFn.FITTING and trainer.ckpt_path:
-        return Path(trainer.ckpt_path).stem
-    return f"epoch{trainer.current_epoch:03d}"
-
-
-def write_png(image: Image.Image, path: Path, *, overwrite: bool = False) -> Path:
-    """Write ``image`` as a PNG at ``path``, creating folders.
-
-    Args:
-        image: the picture.
-        path: where to write it.
-        overwrite: when False and ``path`` exists, write ``<stem>-2.png`` (then ``-3``, ...) instead.
-
-    Returns:
-        The file written.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    candidate, attempt = path, 1
-    while True:
-        try:
-            with open(candidate, "wb" if overwrite else "xb") as file:
-                image.save(file, format="PNG")
-            return candidate
-        except FileExistsError:
-            attempt += 1
-            candidate = path.with_name(f"{path.stem}-{attempt}{path.suffix}")
-
-
-def save_figure(trainer: L.Trainer, image: Image.Image, name: str) -> Path:
-    """Save ``image`` as ``figures/<prefix>-<name>.png`` in the run folder and send it to every logger.
-
-    Call on rank zero only.
-
-    Args:
-        trainer: the running trainer (its loggers, step and run folder).
-        image: the figure.
-        name: what it shows, also its key in the loggers: ``val/confusion``; a ``/`` becomes ``-`` in the
-            file name.
-
-    Returns:
-        The PNG written.
-    """
-    stem = f"{figure_prefix(trainer)}-{name.replace('/', '-')}"
-    path = write_png(image, run_folder(trainer) / "figures" / f"{stem}.png")
-    step = trainer.global_step
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.log_image(key=name, images=[str(path)], step=step)
-        elif isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_image(name, np.asarray(image.convert("RGB")), step, dataformats="HWC")
-    return path
-
-
-def class_names(task: Any, datamodule: Any) -> list[str] | None:
-    """The names of the classes a task predicts: the DataModule's ``classes`` when it has as many as the task
-    has ``num_classes``, else ``"0"``, ``"1"``, ...; None when neither says how many classes there are."""
-    count = getattr(task, "num_classes", None) or getattr(datamodule, "num_classes", None)
-    if not isinstance(count, int) or count < 1:
+    if not isinstance(outputs, Mapping):
         return None
-    names = getattr(datamodule, "classes", None)
-    if names is not None and len(names) == count:
-        return [str(name) for name in names]
-    return [str(index) for index in range(count)]
-
-
-def input_stats(datamodule: Any) -> tuple[Tensor | None, Tensor | None]:
-    """The per-channel ``(mean, std)`` a DataModule normalises its images with (0..1 units), or ``(None, None)``."""
-    mean, std = getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
-    if isinstance(mean, Tensor) and isinstance(std, Tensor) and mean.numel() and mean.shape == std.shape:
-        return mean, std
-    return None, None
+    logits, target = outputs.get("logits"), outputs.get("target")
+    if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
+        return None
+    if target.ndim != 1 or target.is_floating_point() or logits.shape != (len(target), num_classes):
+        return None
+    return logits, target
 
 
 class EvaluationFigure(L.Callback):
@@ -160,8 +42,8 @@ class EvaluationFigure(L.Callback):
         """Decide whether this epoch draws, and reset what the previous one collected."""
         raise NotImplementedError
 
-    def _batch(self, batch: Any) -> None:
-        """Collect what the figure needs from one evaluated batch."""
+    def _batch(self, outputs: Any, batch: Any) -> None:
+        """Collect what the figure needs from one evaluated batch: the step's ``outputs`` and the ``batch``."""
         raise NotImplementedError
 
     def _end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -175,8 +57,8 @@ class EvaluationFigure(L.Callback):
     def on_validation_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
     ) -> None:
-        """Collect from the batch."""
-        self._batch(batch)
+        """Collect from the batch's outputs."""
+        self._batch(outputs, batch)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Draw the validation figure."""
@@ -189,8 +71,8 @@ class EvaluationFigure(L.Callback):
     def on_test_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
     ) -> None:
-        """Collect from the batch."""
-        self._batch(batch)
+        """Collect from the batch's outputs."""
+        self._batch(outputs, batch)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Draw the test figure."""

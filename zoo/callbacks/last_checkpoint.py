@@ -36,6 +36,11 @@ class LastCheckpoint(Checkpoint):
         """Where ``last.ckpt`` is written."""
         return self.dirpath / self.FILENAME
 
+    @property
+    def run_folder(self) -> Path:
+        """The run folder, where the figures go too (:func:`zoo.figures.saving.run_folder`)."""
+        return self.dirpath
+
     def save(self, trainer: L.Trainer) -> None:
         """Write the checkpoint atomically (all ranks call this; rank zero writes)."""
         if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):

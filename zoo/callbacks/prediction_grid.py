@@ -6,64 +6,26 @@ from typing import Any
 
 import lightning as L
 import torch
-from PIL import Image
 from torch import Tensor
 
-from zoo.callbacks.drawing import IMAGE_TILE, captioned_grid, display_images, to_tiles
-from zoo.callbacks.figures import (
-    EVERY_N_EPOCHS,
-    EvaluationFigure,
-    class_names,
-    input_stats,
-    save_figure,
-    should_draw,
-)
-from zoo.callbacks.layers import OutputTap, labelled_logits
+from zoo.callbacks.figures import EvaluationFigure, scored_labels
+from zoo.figures.predictions import prediction_figure
+from zoo.figures.saving import EVERY_N_EPOCHS, save_figure, should_draw
+from zoo.tasks.base import datamodule_of
+from zoo.tasks.data import class_names, input_stats
 
-__all__ = ["PredictionGrid", "prediction_figure"]
-
-#: tiles per row of the grids
-COLUMNS = 8
-
-
-def prediction_figure(
-    images: Tensor,
-    labels: Tensor,
-    probabilities: Tensor,
-    names: list[str],
-    *,
-    mean: Tensor | None = None,
-    std: Tensor | None = None,
-) -> Image.Image:
-    """A grid of images, each captioned with its true class and the predicted one (green when right, red when
-    wrong) with its probability.
-
-    Args:
-        images: network inputs ``(B, C, H, W)``.
-        labels: true classes ``(B,)``.
-        probabilities: class probabilities ``(B, K)``.
-        names: the ``K`` class names.
-        mean: per-channel mean the inputs were normalised with, to show them as they were; or None.
-        std: per-channel standard deviation, or None.
-    """
-    confidence, predicted = probabilities.float().cpu().max(dim=1)
-    labels = labels.cpu()
-    captions = [
-        (f"true: {names[int(t)]}", f"{names[int(p)]} {float(c):.0%}")
-        for t, p, c in zip(labels, predicted, confidence, strict=True)
-    ]
-    wrong = (predicted != labels).tolist()
-    tiles = to_tiles(display_images(images, mean, std), IMAGE_TILE)
-    return captioned_grid(tiles, captions, min(COLUMNS, len(captions)), wrong=wrong)
+__all__ = ["PredictionGrid"]
 
 
 class PredictionGrid(EvaluationFigure):
     """Draw the first ``num_images`` validation (or test) images with their predictions, and the
     ``num_mistakes`` wrong predictions made with the highest confidence over the whole epoch.
 
-    Like :class:`~zoo.callbacks.ConfusionMatrix` it reads the logits the task computes in its own step (no extra
-    forward pass). Figures ``val/predictions`` and ``val/mistakes`` (``test/...`` at test). Under DDP both come
-    from rank zero's share of the data: a picture of examples needs no exact count, unlike the confusion matrix.
+    Like :class:`~zoo.callbacks.ConfusionMatrix` it reads the ``logits`` and ``target`` the task's step returns
+    (:mod:`zoo.tasks.outputs`; no extra forward pass), and takes the images from the batch; the drawing is
+    :func:`zoo.figures.predictions.prediction_figure`. Figures ``val/predictions`` and ``val/mistakes``
+    (``test/...`` at test). Under DDP both come from rank zero's share of the data: a picture of examples needs
+    no exact count, unlike the confusion matrix.
 
     Args:
         num_images: images in the prediction grid (the same images every epoch: the evaluation order is fixed).
@@ -75,7 +37,6 @@ class PredictionGrid(EvaluationFigure):
         self, num_images: int = 16, num_mistakes: int = 16, every_n_epochs: int = EVERY_N_EPOCHS
     ) -> None:
         self.num_images, self.num_mistakes, self.every_n_epochs = num_images, num_mistakes, every_n_epochs
-        self._tap = OutputTap()
         self._active = False
         self._names: list[str] = []
         self._shown: list[tuple[Tensor, Tensor, Tensor]] = []  # (images, labels, probabilities) of the grid
@@ -85,20 +46,20 @@ class PredictionGrid(EvaluationFigure):
         self._active = False
         if not trainer.is_global_zero or not should_draw(trainer, self.every_n_epochs):
             return
-        names = class_names(pl_module, getattr(trainer, "datamodule", None))
+        names = class_names(pl_module, datamodule_of(trainer))
         if names is None:
             return
         self._names, self._shown, self._worst, self._active = names, [], [], True
-        self._tap.attach(pl_module)
 
-    def _batch(self, batch: Any) -> None:
+    def _batch(self, outputs: Any, batch: Any) -> None:
         if not self._active:
             return
-        pair = labelled_logits(self._tap, batch, len(self._names))
-        if pair is None:
+        pair = scored_labels(outputs, len(self._names))
+        images = batch[0] if isinstance(batch, list | tuple) and batch else None
+        if pair is None or not isinstance(images, Tensor) or len(images) != len(pair[1]):
             return
         logits, labels = pair
-        images, probabilities = batch[0].detach(), logits.float().softmax(dim=1)
+        images, probabilities = images.detach(), logits.float().softmax(dim=1)
         room = self.num_images - sum(len(part[1]) for part in self._shown)
         if room > 0:
             self._shown.append((images[:room].cpu(), labels[:room].cpu(), probabilities[:room].cpu()))
@@ -115,9 +76,8 @@ class PredictionGrid(EvaluationFigure):
     def _end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not self._active:
             return
-        self._tap.detach()
         self._active = False
-        mean, std = input_stats(getattr(trainer, "datamodule", None))
+        mean, std = input_stats(datamodule_of(trainer))
         if self._shown:
             images, labels, probabilities = (torch.cat(parts) for parts in zip(*self._shown, strict=True))
             figure = prediction_figure(images, labels, probabilities, self._names, mean=mean, std=std)

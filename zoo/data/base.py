@@ -1,47 +1,181 @@
-"""What the DataModules share: finding a dataset on disk, the seeded validation split, and the in-memory loader.
+"""What every DataModule shares: the interface tasks and callbacks read, the loader factory, finding files on disk.
 
-Small datasets (the MNIST family, CIFAR) are held whole as one ``uint8`` tensor, moved to the training device
-once, and every batch is sliced, augmented (pad + random crop, horizontal flip) and normalised there. This is
-the trick behind the fast CIFAR-10 trainers (airbench, hlb-CIFAR10): no worker processes, no per-image Python.
+:class:`ZooDataModule` is the written contract between data and the code that uses it. Tasks and callbacks read
+:attr:`~ZooDataModule.kinds`, :attr:`~ZooDataModule.classes`, :attr:`~ZooDataModule.num_classes`,
+:attr:`~ZooDataModule.image_shape`, :attr:`~ZooDataModule.mean` and :attr:`~ZooDataModule.std` from it instead
+of probing with ``getattr``; every loader comes from one factory, :meth:`~ZooDataModule.dataloader`.
 
-Under DDP every rank draws the same seeded permutation of the epoch and takes its own disjoint share of it, so
-the ranks together see each training image once per epoch. The loader reports its position in the epoch to
-Lightning (``state_dict``), so a run resumed from a mid-epoch checkpoint continues with exactly the batches
-the interrupted run would have seen next.
+A dataset on disk is looked for in the folder the user names, then ``$ZOO_DATA_DIR/<name>``, then the operating
+system's dataset folders (:data:`SYSTEM_DATA_DIRS`), then ``~/.cache/zoo/<name>`` where downloads go
+(:func:`dataset_search_dirs`, :func:`locate_dataset`).
 """
 
 from __future__ import annotations
 
-import math
 import os
-from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from zoo.errors import DataError
 
 __all__ = [
     "SYSTEM_DATA_DIRS",
-    "InMemoryDataModule",
-    "InMemoryLoader",
-    "ShardSampler",
-    "channel_stats",
-    "crop_and_flip",
+    "Split",
+    "TaskKind",
+    "ZooDataModule",
     "dataset_search_dirs",
     "default_download_dir",
+    "find_dataset",
+    "locate_dataset",
     "resolve",
 ]
+
+#: What a task does with the data: a DataModule lists the kinds it can train in :attr:`ZooDataModule.kinds`.
+TaskKind = Literal[
+    "classification", "localization", "detection", "segmentation", "style_transfer", "autoencoder"
+]
+#: The loaders a DataModule gives: ``predict`` is the test split unless the DataModule says otherwise.
+Split = Literal["train", "val", "test", "predict"]
 
 #: Where operating-system packages install datasets (Debian's ``dataset-fashion-mnist`` uses the first).
 SYSTEM_DATA_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"), Path("/usr/local/share/datasets"))
 
-Batch = tuple[Tensor, Tensor]
+
+class ZooDataModule(L.LightningDataModule):
+    """What every zoo DataModule declares for tasks and callbacks to read, and its one loader factory.
+
+    Subclasses declare :attr:`kinds` and :attr:`classes`, and either fill :attr:`datasets` in ``setup`` (the
+    loaders are then ``DataLoader`` s built by :meth:`dataloader`) or override :meth:`dataset` or
+    :meth:`dataloader` itself (the in-memory sets do, with their on-device loader).
+
+    Attributes:
+        batch_size: samples per training batch per device.
+        eval_batch_size: samples per validation, test and predict batch per device.
+        predict_batch_size: samples per predict batch when it differs from ``eval_batch_size`` (None: the same).
+        num_workers: processes decoding samples for the ``DataLoader`` s (0: in the main process).
+        collate_fn: how a ``DataLoader`` stacks samples into a batch (None: PyTorch's default).
+        datasets: the map-style datasets of the splits, by split name, filled by ``setup``.
+    """
+
+    #: the task kinds this data can train; an instance may narrow it (ShapesDataModule keeps its ``mode``)
+    kinds: ClassVar[frozenset[TaskKind]]
+    #: per-channel normalisation mean ``(C,)`` in 0..1 units; None when the images are not normalised
+    mean: Tensor | None = None
+    #: per-channel normalisation standard deviation ``(C,)`` in 0..1 units; None when not normalised
+    std: Tensor | None = None
+    batch_size: int
+    eval_batch_size: int
+    predict_batch_size: int | None = None
+    num_workers: int = 0
+    collate_fn: Callable[[list[Any]], Any] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.datasets: dict[str, Dataset[Any]] = {}
+
+    # ---- what tasks and callbacks read ---------------------------------------------------------------------
+
+    @property
+    def classes(self) -> Sequence[str]:
+        """Class names in label order.
+
+        Classification: label ``i`` is ``classes[i]``. Localization, detection and segmentation: the object
+        classes without the background, label ``i`` (1-based, 0 the background) is ``classes[i - 1]``.
+        Empty when the data has no classes (style transfer's content images).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not declare its classes")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes a task's head predicts, checked by tasks against their own ``num_classes``.
+
+        ``len(classes)``; DataModules with a background label (detection, segmentation) add it.
+        """
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """``(C, H, W)`` of the batches' images once known (for the model summary), else None."""
+        return None
+
+    # ---- the loaders ---------------------------------------------------------------------------------------
+
+    def dataset(self, split: Split, *, train: bool = False) -> Dataset[Any] | None:
+        """The map-style dataset behind ``split``, or None when the DataModule has no data for it.
+
+        The default reads :attr:`datasets` (running ``setup`` first when it is empty); ``predict`` is the
+        ``predict`` entry when there is one, else ``test``. ``train`` says whether the loader will be the
+        training one (the datasets here carry their own transforms, so it changes nothing by default).
+        """
+        if not self.datasets:
+            self.setup("fit")  # used without a Trainer, which would have called it
+        if split == "predict" and "predict" not in self.datasets:
+            split = "test"
+        return self.datasets.get(split)
+
+    def dataloader(self, split: Split, *, train: bool = False) -> Iterable[Any]:
+        """The loader of ``split``: the one factory behind every ``*_dataloader`` hook.
+
+        Args:
+            split: which samples.
+            train: the training loader (shuffled, and augmented where the dataset augments); False gives the
+                samples in order, as evaluation, prediction and embedding want them.
+
+        Returns:
+            A ``DataLoader`` over :meth:`dataset`; an empty list for a ``val`` split that has no data (which
+            skips validation).
+
+        Raises:
+            DataError: ``train``, ``test`` or ``predict`` has no data.
+        """
+        dataset = self.dataset(split, train=train)
+        if dataset is None:
+            if split == "val":
+                return []
+            raise DataError(
+                f"{type(self).__name__} has no {split} data: give a {split} split"
+                + (" (or a validation split, used for testing)" if split in ("test", "predict") else "")
+            )
+        if train:
+            batch_size = self.batch_size
+        elif split == "predict" and self.predict_batch_size is not None:
+            batch_size = self.predict_batch_size
+        else:
+            batch_size = self.eval_batch_size
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=self.collate_fn,
+        )
+
+    def train_dataloader(self) -> Iterable[Any]:
+        """Shuffled, augmented training batches: ``dataloader("train", train=True)``."""
+        return self.dataloader("train", train=True)
+
+    def val_dataloader(self) -> Iterable[Any]:
+        """Validation batches in order (an empty list, which skips validation, when there are none)."""
+        return self.dataloader("val")
+
+    def test_dataloader(self) -> Iterable[Any]:
+        """Test batches in order."""
+        return self.dataloader("test")
+
+    def predict_dataloader(self) -> Iterable[Any]:
+        """The batches ``python -m zoo.predict`` runs on, in order (the test split unless said otherwise)."""
+        return self.dataloader("predict")
+
+
+# ---- finding a dataset on disk ---------------------------------------------------------------------------
 
 
 def dataset_search_dirs(root: str | Path | None, name: str, layouts: Sequence[str]) -> list[Path]:
@@ -76,406 +210,63 @@ def default_download_dir(root: str | Path | None, name: str) -> Path:
     return Path.home() / ".cache" / "zoo" / name
 
 
-def channel_stats(images: Tensor, chunk: int = 8192) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and standard deviation of ``uint8`` images ``(N, C, H, W)``, in units of 0..1."""
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
-    for start in range(0, len(images), chunk):
-        part = images[start : start + chunk].to(torch.float64)
-        total += part.sum(dim=(0, 2, 3))
-        squares += part.square().sum(dim=(0, 2, 3))
-    count = images.numel() / images.shape[1]
-    mean = total / count
-    std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
-    return (mean / 255).float(), (std / 255).float()
+def find_dataset(
+    root: str | Path | None, name: str, layouts: Sequence[str], *, holds: Callable[[Path], bool]
+) -> Path | None:
+    """The first folder of :func:`dataset_search_dirs` that ``holds`` the dataset, or None."""
+    return next((folder for folder in dataset_search_dirs(root, name, layouts) if holds(folder)), None)
 
 
-def crop_and_flip(images: Tensor, *, pad: int, flip: bool, generator: torch.Generator) -> Tensor:
-    """Random translation by up to ``pad`` pixels (zero padding, then a crop back to size) and random h-flip.
+def locate_dataset(
+    root: str | Path | None,
+    name: str,
+    layouts: Sequence[str],
+    *,
+    holds: Callable[[Path], bool],
+    download: Callable[[Path], None] | None = None,
+    title: str | None = None,
+    looked_for: str = "",
+    how_to_get: str = "",
+) -> Path:
+    """The first folder of :func:`dataset_search_dirs` that ``holds`` the dataset, downloading it first if allowed.
 
-    Works on a whole batch ``(B, C, H, W)`` at once, on whatever device the batch lives on: every output pixel is
-    one ``gather`` from the padded batch, the crop's offset and the flip folded into a single index, which is
-    about three times faster on a CPU than indexing rows and columns separately.
-    """
-    if pad <= 0 and not flip:
-        return images
-    batch, channels, height, width = images.shape
-    device = images.device
-    padded_width = width + 2 * pad
-    if pad > 0:
-        images = F.pad(images, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (batch,), device=device, generator=generator)
-        dx = torch.randint(0, 2 * pad + 1, (batch,), device=device, generator=generator)
-    else:
-        dy = dx = torch.zeros(batch, dtype=torch.long, device=device)
-    cols = torch.arange(width, device=device).expand(batch, width)
-    if flip:
-        mirrored = torch.rand(batch, device=device, generator=generator) < 0.5
-        cols = torch.where(mirrored[:, None], cols.flip(1), cols)  # a flipped crop reads its window backwards
-    rows = torch.arange(height, device=device)
-    index = (rows[None, :, None] + dy[:, None, None]) * padded_width + cols[:, None, :] + dx[:, None, None]
-    flat = index.view(batch, 1, height * width).expand(batch, channels, height * width)
-    return images.reshape(batch, channels, -1).gather(2, flat).view(batch, channels, height, width)
-
-
-class ShardSampler:
-    """The indices one rank sees in one epoch.
-
-    Training: a permutation seeded by ``(seed, epoch)``, identical on all ranks, cut to a multiple of the world
-    size and dealt out so that rank ``r`` takes positions ``r, r + world, ...``; every rank gets the same count,
-    which DDP needs. Evaluation: the indices in order, dealt out the same way without cutting (torchmetrics
-    gathers the metric states, so uneven shares are exact).
-
-    Lightning calls :meth:`set_epoch` at the start of every epoch, as it does for ``DistributedSampler``.
-    """
-
-    def __init__(
-        self, size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
-    ) -> None:
-        self.size, self.shuffle, self.seed = size, shuffle, seed
-        self.rank, self.world_size = rank, world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose permutation :meth:`indices` returns."""
-        self.epoch = epoch
-
-    def indices(self) -> Tensor:
-        """This rank's share of the current epoch, as a 1-D ``int64`` tensor on the CPU."""
-        if not self.shuffle:
-            # a slice, not arange(rank, size, world): a rank beyond a tiny set gets no indices, not an error
-            return torch.arange(self.size)[self.rank :: self.world_size]
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator)
-        usable = self.size - self.size % self.world_size
-        return order[self.rank : usable : self.world_size]
-
-    def __len__(self) -> int:
-        if not self.shuffle:
-            return len(range(self.rank, self.size, self.world_size))
-        return self.size // self.world_size
-
-
-class InMemoryLoader:
-    """Batches ``(images, labels)`` cut from tensors that already live on the device.
+    Every reader of the search folders goes through :func:`dataset_search_dirs`, which reads
+    :data:`SYSTEM_DATA_DIRS` when called (so that tests can point it elsewhere).
 
     Args:
-        images: ``uint8`` tensor ``(N, C, H, W)``.
-        labels: ``int64`` tensor ``(N,)`` on the same device.
-        batch_size: samples per batch on this rank.
-        sampler: which indices this rank takes, epoch by epoch.
-        mean: per-channel mean in 0..1 units, shape ``(C,)``.
-        std: per-channel standard deviation in 0..1 units, shape ``(C,)``.
-        pad: random translation of up to this many pixels; 0 disables it.
-        flip: random horizontal flips.
-        seed: seeds the augmentation; each batch's randomness depends only on (seed, epoch, rank, batch).
-        drop_last: drop the final, smaller batch of the epoch.
+        root: the folder the user named, or None.
+        name: the dataset's short name (its folder under ``$ZOO_DATA_DIR`` and the system folders).
+        layouts: sub-folders of each searched place where the files may sit (``""``: the place itself).
+        holds: whether a folder holds every file the dataset needs.
+        download: fetches the dataset into the folder it is given; None when downloading is not asked for.
+        title: the dataset's name in messages (default ``name``).
+        looked_for: what was looked for, named in the message when nothing is found (default: nothing).
+        how_to_get: the end of that message: how to get the data by hand.
 
-    Yields ``float32`` images ``(B, C, H, W)``, normalised, and ``int64`` labels ``(B,)``.
+    Raises:
+        DataError: in one line, when the download fails or the dataset is found nowhere.
     """
-
-    #: Lightning inspects ``sampler`` and ``batch_sampler`` as on a ``DataLoader`` (it calls ``set_epoch``)
-    batch_sampler = None
-
-    def __init__(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        *,
-        batch_size: int,
-        sampler: ShardSampler,
-        mean: Tensor,
-        std: Tensor,
-        pad: int = 0,
-        flip: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-    ) -> None:
-        self.images, self.labels = images, labels
-        self.batch_size, self.sampler = batch_size, sampler
-        self.pad, self.flip, self.seed, self.drop_last = pad, flip, seed, drop_last
-        device = images.device
-        # x / 255 normalised = x * scale + shift, with x the uint8 value
-        self._scale = (1.0 / (255.0 * std)).to(device).view(1, -1, 1, 1)
-        self._shift = (-mean / std).to(device).view(1, -1, 1, 1)
-        self._position = (0, 0)  # (epoch, batches already yielded in it)
-        self._resume: tuple[int, int] | None = None
-
-    def __len__(self) -> int:
-        samples = len(self.sampler)
-        return samples // self.batch_size if self.drop_last else math.ceil(samples / self.batch_size)
-
-    def __iter__(self) -> Iterator[Batch]:
-        return self._batches()
-
-    def _batches(self) -> Iterator[Batch]:
-        # A generator: nothing runs until the first batch is asked for, after Lightning's set_epoch.
-        epoch = self.sampler.epoch
-        start = 0
-        if self._resume is not None:
-            if self._resume[0] == epoch:
-                start = self._resume[1]
-            self._resume = None
-        order = self.sampler.indices().to(self.images.device)
-        augment = self.pad > 0 or self.flip
-        generator = torch.Generator(device=self.images.device) if augment else None
-        for index in range(start, len(self)):
-            chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
-            images = self.images.index_select(0, chosen)
-            if generator is not None:
-                generator.manual_seed(hash((self.seed, epoch, self.sampler.rank, index)) & 0x7FFF_FFFF_FFFF)
-                images = crop_and_flip(images, pad=self.pad, flip=self.flip, generator=generator)
-            self._position = (epoch, index + 1)
-            yield images.float().mul_(self._scale).add_(self._shift), self.labels.index_select(0, chosen)
-
-    def state_dict(self) -> dict[str, int]:
-        """Where in which epoch the loader stands, saved by Lightning in every checkpoint."""
-        return {"epoch": self._position[0], "batches": self._position[1]}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue, in the same epoch, after the batches already seen."""
-        self._resume = (int(state["epoch"]), int(state["batches"]))
-
-
-class InMemoryDataModule(L.LightningDataModule):
-    """A labelled image set small enough to keep whole in memory, with a seeded train/val split.
-
-    Subclasses say where the files are (:attr:`name`, :attr:`layouts`, :attr:`required_files`) and how to read
-    them (:meth:`read_split`) and download them (:meth:`download_to`).
-
-    Args:
-        root: folder holding the dataset's files; when None, ``$ZOO_DATA_DIR/<name>`` and the system dataset
-            folders are searched.
-        batch_size: samples per batch per device (the global batch is ``batch_size * world_size``).
-        eval_batch_size: samples per batch for validation and test; defaults to ``batch_size``.
-        val_size: images held out of the training split for validation, as a count (``5000``) or a
-            fraction (``0.1``); chosen by a permutation seeded with ``seed``.
-        seed: seeds the split, the epoch permutations and the augmentation.
-        pad: training augmentation: random translation by up to ``pad`` pixels (0 disables it).
-        flip: training augmentation: random horizontal flips.
-        download: download the files when they are found nowhere (needs a network).
-        drop_last: drop the last, smaller training batch of every epoch.
-        keep_classes: keep only these classes (labels of the dataset), relabelled 0, 1, ... in this order;
-            ``classes`` and ``num_classes`` then describe the subset. None keeps them all.
-        train_per_class: keep only this many training images of each class (a seeded draw, after the
-            validation split), to learn from few labels. None keeps them all.
-    """
-
-    #: short name: the folder under ``$ZOO_DATA_DIR`` and the system dataset folders
-    dataset_name: ClassVar[str]
-    #: names of the classes, in label order (an instance keeping a subset has its own)
-    classes: tuple[str, ...]
-    #: sub-folders of each searched folder where the files may sit ("" is the folder itself)
-    layouts: ClassVar[tuple[str, ...]] = ("",)
-    #: files that must all be present in a folder for it to hold the dataset
-    required_files: ClassVar[tuple[str, ...]]
-    #: whether each required file may also be present gzipped (``name.gz``)
-    gzip_ok: ClassVar[bool] = False
-    #: how to get the data by hand, for the message shown when it is missing
-    how_to_get: ClassVar[str] = ""
-
-    def __init__(
-        self,
-        root: str | None = None,
-        *,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        val_size: int | float = 5000,
-        seed: int = 0,
-        pad: int = 0,
-        flip: bool = False,
-        download: bool = False,
-        drop_last: bool = False,
-        keep_classes: list[int] | None = None,
-        train_per_class: int | None = None,
-    ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise DataError(f"batch_size must be at least 1, got {batch_size}")
-        if keep_classes is not None:
-            unknown = [c for c in keep_classes if not 0 <= c < len(self.classes)]
-            if unknown or not keep_classes or len(set(keep_classes)) != len(keep_classes):
-                raise DataError(
-                    f"keep_classes must be distinct labels from 0 to {len(self.classes) - 1}, got {keep_classes}"
-                )
-            self.classes = tuple(self.classes[c] for c in keep_classes)
-        if train_per_class is not None and train_per_class < 1:
-            raise DataError(f"train_per_class must be at least 1, got {train_per_class}")
-        self.keep_classes, self.train_per_class = keep_classes, train_per_class
-        if val_size < 0:
-            raise DataError(f"val_size must be 0 or more, got {val_size}")
-        self.root, self.download = root, download
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.val_size, self.seed = val_size, seed
-        self.pad, self.flip, self.drop_last = pad, flip, drop_last
-        self.splits: dict[str, Batch] = {}
-        self.mean = torch.zeros(0)
-        self.std = torch.zeros(0)
-        self._on_device: dict[str, Batch] = {}
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes, read by tasks to check that they agree with the data."""
-        return len(self.classes)
-
-    @property
-    def image_shape(self) -> tuple[int, ...] | None:
-        """``(C, H, W)`` of the images once the data is read, for the model summary's output shapes."""
-        return tuple(self.splits["train"][0].shape[1:]) if self.splits else None
-
-    # ---- what subclasses provide -------------------------------------------------------------------------
-
-    @abstractmethod
-    def read_split(self, folder: Path, *, train: bool) -> Batch:
-        """Read the official training or test split from ``folder``.
-
-        Returns:
-            ``uint8`` images ``(N, C, H, W)`` and ``int64`` labels ``(N,)``, on the CPU.
-
-        Raises:
-            DataError: when a file is truncated, corrupt or not in the expected format.
-        """
-
-    @abstractmethod
-    def download_to(self, folder: Path) -> None:
-        """Download the dataset's files into ``folder`` (a sub-folder of it is fine if listed in layouts)."""
-
-    # ---- locating the files ------------------------------------------------------------------------------
-
-    def find_folder(self) -> Path | None:
-        """The first searched folder that holds every required file (or its ``.gz`` when allowed), or None."""
-        for folder in dataset_search_dirs(self.root, self.dataset_name, self.layouts):
-            if all(_present(folder, file, gzip_ok=self.gzip_ok) for file in self.required_files):
-                return folder
-        return None
-
-    def locate(self, *, download: bool) -> Path:
-        """Find the dataset, downloading it first when allowed; raise a one-line :class:`DataError` if absent."""
-        folder = self.find_folder()
-        if folder is None and download:
-            target = default_download_dir(self.root, self.dataset_name)
-            try:
-                self.download_to(target)
-            except Exception as error:  # network errors come in many types; all mean the same to the user
-                reason = " ".join(str(error).split())  # torchvision lists every mirror it tried, line by line
-                raise DataError(f"could not download {self.dataset_name} into {target}: {reason}") from error
-            folder = self.find_folder()
-        if folder is None:
-            searched = ", ".join(str(p) for p in dataset_search_dirs(self.root, self.dataset_name, ("",)))
-            hint = "" if download else "; pass --data.download true to fetch it"
-            raise DataError(
-                f"{self.dataset_name} not found (looked in {searched}, including sub-folders "
-                f"{', '.join(repr(x) for x in self.layouts if x)}){hint}. {self.how_to_get}".rstrip()
+    title = title or name
+    folder = find_dataset(root, name, layouts, holds=holds)
+    if folder is None and download is not None:
+        target = default_download_dir(root, name)
+        try:
+            download(target)
+        except Exception as error:  # network errors come in many types; all mean the same to the user
+            reason = " ".join(str(error).split())  # torchvision lists every mirror it tried, line by line
+            raise DataError(f"could not download {title} into {target}: {reason}") from error
+        folder = find_dataset(root, name, layouts, holds=holds)
+    if folder is None:
+        searched = ", ".join(str(p) for p in dataset_search_dirs(root, name, ("",)))
+        looked = f"looked for {looked_for} in {searched}" if looked_for else f"looked in {searched}"
+        subs = [repr(layout) for layout in layouts if layout]
+        if subs:
+            looked += ", including sub-folders " + " and ".join(
+                [", ".join(subs[:-1]), subs[-1]] if subs[:-1] else subs
             )
-        return folder
-
-    # ---- LightningDataModule hooks -----------------------------------------------------------------------
-
-    def prepare_data(self) -> None:
-        """Find the files, downloading them on one process per node when ``download`` is set."""
-        self.locate(download=self.download)
-
-    def setup(self, stage: str | None = None) -> None:
-        """Read the files once; split train into train/val; compute the normalisation on the train part."""
-        if self.splits:
-            return
-        folder = self.locate(download=False)
-        images, labels = self._subset(*self._checked(*self.read_split(folder, train=True), split="train"))
-        n_val = round(self.val_size * len(images)) if isinstance(self.val_size, float) else self.val_size
-        if n_val >= len(images):
-            raise DataError(f"val_size {self.val_size} leaves no training images out of {len(images)}")
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
-        train, val = order[n_val:], order[:n_val]
-        if self.train_per_class is not None:
-            train = self._few_per_class(train, labels[train])
-        self.splits["train"] = images[train], labels[train]
-        self.splits["val"] = images[val], labels[val]
-        self.splits["test"] = self._subset(
-            *self._checked(*self.read_split(folder, train=False), split="test")
-        )
-        self.mean, self.std = channel_stats(self.splits["train"][0])
-
-    def _subset(self, images: Tensor, labels: Tensor) -> Batch:
-        """The images of the kept classes, relabelled in ``keep_classes`` order."""
-        if self.keep_classes is None:
-            return images, labels
-        relabel = torch.full((int(labels.max()) + 1 if len(labels) else 1,), -1, dtype=torch.long)
-        kept = [c for c in self.keep_classes if c < len(relabel)]
-        relabel[kept] = torch.tensor([self.keep_classes.index(c) for c in kept], dtype=torch.long)
-        new = relabel[labels]
-        keep = new >= 0
-        return images[keep], new[keep]
-
-    def _few_per_class(self, indices: Tensor, labels: Tensor) -> Tensor:
-        """``train_per_class`` of ``indices`` per class, the first ones of a permutation seeded apart from the split."""
-        assert self.train_per_class is not None
-        order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(self.seed + 1))
-        chosen = [order[labels[order] == c][: self.train_per_class] for c in range(self.num_classes)]
-        short = [self.classes[c] for c, idx in enumerate(chosen) if len(idx) < self.train_per_class]
-        if short:
-            raise DataError(f"fewer than {self.train_per_class} training images of class {', '.join(short)}")
-        return indices[torch.cat(chosen).sort().values]
-
-    def _checked(self, images: Tensor, labels: Tensor, *, split: str) -> Batch:
-        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
-            raise DataError(
-                f"{self.dataset_name} {split} split: expected uint8 images (N, C, H, W) and N labels, "
-                f"got {images.dtype} {tuple(images.shape)} and {len(labels)} labels"
-            )
-        every = len(type(self).classes)  # the whole dataset's classes, before keep_classes
-        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= every):
-            raise DataError(
-                f"{self.dataset_name} {split} split has labels from {int(labels.min())} to {int(labels.max())}, "
-                f"but the dataset has {every} classes"
-            )
-        return images, labels.long()
-
-    def _loader(self, split: str, *, train: bool) -> InMemoryLoader:
-        if not self.splits:
-            self.setup()
-        trainer = self.trainer  # None when used without a Trainer: one process on the CPU
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        if split not in self._on_device or self._on_device[split][0].device != device:
-            images, labels = self.splits[split]
-            self._on_device[split] = images.to(device), labels.to(device)
-        images, labels = self._on_device[split]
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = ShardSampler(len(images), shuffle=train, seed=self.seed, rank=rank, world_size=world)
-        return InMemoryLoader(
-            images,
-            labels,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=sampler,
-            mean=self.mean,
-            std=self.std,
-            pad=self.pad if train else 0,
-            flip=self.flip if train else False,
-            seed=self.seed,
-            drop_last=self.drop_last if train else False,
-        )
-
-    def train_dataloader(self) -> InMemoryLoader:
-        """Shuffled, augmented training batches; this rank's share of every epoch."""
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> InMemoryLoader | list[Any]:
-        """Validation batches in order (an empty list when ``val_size`` is 0, which skips validation)."""
-        if not self.splits:
-            self.setup()
-        return self._loader("val", train=False) if len(self.splits["val"][1]) else []
-
-    def test_dataloader(self) -> InMemoryLoader:
-        """The official test split, in order."""
-        return self._loader("test", train=False)
-
-    def predict_dataloader(self) -> InMemoryLoader:
-        """The official test split, in order, for ``python -m zoo.predict``."""
-        return self._loader("test", train=False)
-
-
-def _present(folder: Path, file: str, *, gzip_ok: bool) -> bool:
-    return (folder / file).is_file() or (gzip_ok and (folder / f"{file}.gz").is_file())
+        hint = "" if download is not None else "; pass --data.download true to fetch it"
+        raise DataError(f"{title} not found ({looked}){hint}{how_to_get}")
+    return folder
 
 
 def resolve(folder: Path, file: str) -> Path:

@@ -14,13 +14,14 @@ through a ``DistributedSampler``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
+from zoo.data.base import TaskKind, ZooDataModule
 from zoo.errors import DataError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "FolderDataModule"]
@@ -29,7 +30,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class FolderDataModule(L.LightningDataModule):
+class FolderDataModule(ZooDataModule):
     """Classification data from an ``ImageFolder`` tree.
 
     Args:
@@ -44,6 +45,8 @@ class FolderDataModule(L.LightningDataModule):
         std: per-channel normalisation standard deviation (ImageNet's by default).
         grayscale: convert images to one channel (for ``in_channels=1`` networks).
     """
+
+    kinds: ClassVar[frozenset[TaskKind]] = frozenset({"classification", "autoencoder"})
 
     def __init__(
         self,
@@ -66,8 +69,10 @@ class FolderDataModule(L.LightningDataModule):
         self.val_size, self.seed, self.num_workers = val_size, seed, num_workers
         if grayscale:
             mean, std = mean[:1], std[:1]
-        self.mean, self.std, self.grayscale = mean, std, grayscale
-        self.datasets: dict[str, torch.utils.data.Dataset] = {}
+        self.mean = torch.tensor(mean, dtype=torch.float32)
+        self.std = torch.tensor(std, dtype=torch.float32)
+        self.grayscale = grayscale
+        self._normalise = v2.Normalize(list(mean), list(std))
         self._classes: list[str] | None = None
 
     @property
@@ -76,11 +81,6 @@ class FolderDataModule(L.LightningDataModule):
         if self._classes is None:
             self._classes = self._folder("train").classes
         return self._classes
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes, read by tasks to check that they agree with the data."""
-        return len(self.classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -94,7 +94,7 @@ class FolderDataModule(L.LightningDataModule):
             steps += [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
         else:
             steps += [v2.Resize(round(size * 256 / 224), antialias=True), v2.CenterCrop(size)]
-        steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), self._normalise]
         return v2.Compose(steps)
 
     def _folder(self, split: str, *, train: bool = False) -> ImageFolder:
@@ -128,29 +128,3 @@ class FolderDataModule(L.LightningDataModule):
             classes = getattr(self.datasets[split], "classes", self.classes)
             if classes != self.classes:
                 raise DataError(f"{self.root / split} has classes {classes}, but train has {self.classes}")
-
-    def _loader(self, split: str, *, train: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches."""
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches in order."""
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """Test batches in order (the validation images when there is no ``test/`` folder)."""
-        return self._loader("test", train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """The test images in order, for ``python -m zoo.predict``."""
-        return self._loader("test", train=False)

@@ -2,7 +2,8 @@
 
 Johnson et al. trained on COCO 2014's 80,000 training images, which is simply a folder of JPEG files: point
 ``root`` at it (or at any folder of photos; sub-folders are searched too). With no ``root``, the DataModule uses
-the colour photos that ship inside scikit-image (:data:`SAMPLES`), so a recipe runs anywhere, offline.
+the colour photos that ship inside scikit-image (:data:`~zoo.data.readers.images.SAMPLES`), so a recipe runs
+anywhere, offline. The files are read by :mod:`zoo.data.readers.images`.
 
 Images are decoded by worker processes with torchvision's transforms v2: training images are resized so that
 their shorter side is ``size`` and randomly cropped to ``size`` x ``size``; validation and test images are
@@ -15,100 +16,24 @@ its own aspect ratio, its shorter side resized to ``predict_size``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from typing import ClassVar
 
-import lightning as L
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from zoo.data.base import TaskKind, ZooDataModule
+from zoo.data.readers.images import SAMPLES, SKIMAGE_PREFIX, ImageFiles, find_images
 from zoo.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "SAMPLES", "ImageFiles", "ImagesDataModule", "find_images", "read_image"]
-
-#: file suffixes read as images (any case)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-#: scikit-image's bundled colour photos used as content images when no folder is given
-SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
-#: prefix naming a bundled scikit-image picture instead of a file: ``skimage:hubble_deep_field``
-SKIMAGE_PREFIX = "skimage:"
-_SKIMAGE_PICTURES = (*SAMPLES, "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel", "logo")
+__all__ = ["ImagesDataModule"]
 
 
-def read_image(source: str | Path) -> Tensor:
-    """Read an image as ``uint8`` RGB ``(3, H, W)``.
-
-    Args:
-        source: a file path (anything Pillow reads), or ``skimage:NAME`` for one of scikit-image's bundled
-            pictures (``skimage:astronaut``, ``skimage:hubble_deep_field``, ...).
-
-    Raises:
-        DataError: the file is missing or not an image, or the picture name is unknown.
-    """
-    text = str(source)
-    if text.startswith(SKIMAGE_PREFIX):
-        name = text.removeprefix(SKIMAGE_PREFIX)
-        if name not in _SKIMAGE_PICTURES:
-            raise DataError(
-                f"unknown scikit-image picture '{name}'; choose from {', '.join(_SKIMAGE_PICTURES)}"
-            )
-        import skimage.data
-
-        array = np.asarray(getattr(skimage.data, name)())
-        if array.ndim == 2:
-            array = np.stack([array] * 3, axis=-1)
-        return torch.from_numpy(np.ascontiguousarray(array[..., :3])).permute(2, 0, 1).contiguous()
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise DataError(f"image {path} does not exist")
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DataError(f"{path} cannot be read as an image: {error}") from None
-    return v2.functional.pil_to_tensor(rgb)
-
-
-def find_images(folder: str | Path) -> list[Path]:
-    """The image files under ``folder`` (sub-folders included), sorted; raises :class:`DataError` if none."""
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
-    return files
-
-
-class ImageFiles(Dataset):
-    """Images read from files (or ``skimage:NAME`` pictures), transformed, each with its name.
-
-    Args:
-        sources: paths or ``skimage:NAME`` strings.
-        transform: applied to each ``uint8`` ``(3, H, W)`` image.
-    """
-
-    def __init__(self, sources: Sequence[str | Path], transform: Callable[[Tensor], Tensor]) -> None:
-        self.sources, self.transform = list(sources), transform
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, str]:
-        source = str(self.sources[index])
-        name = source.removeprefix(SKIMAGE_PREFIX) if source.startswith(SKIMAGE_PREFIX) else Path(source).stem
-        return self.transform(read_image(source)), name
-
-
-class ImagesDataModule(L.LightningDataModule):
+class ImagesDataModule(ZooDataModule):
     """Content images for training a style transfer network.
 
     Args:
-        root: a folder of images (searched recursively); None uses scikit-image's sample photos (:data:`SAMPLES`).
+        root: a folder of images (searched recursively); None uses scikit-image's sample photos
+            (:data:`~zoo.data.readers.images.SAMPLES`).
         size: side of the square training crops (Johnson et al.: 256).
         batch_size: images per batch per device (Johnson et al.: 4).
         eval_batch_size: images per batch for validation and test; defaults to ``batch_size``.
@@ -119,6 +44,12 @@ class ImagesDataModule(L.LightningDataModule):
         predict_root: the folder of images ``zoo.predict`` stylises; None stylises the validation images.
         predict_size: shorter side of the images ``zoo.predict`` stylises; None keeps their own size.
     """
+
+    kinds: ClassVar[frozenset[TaskKind]] = frozenset({"style_transfer"})
+    #: content images have no classes
+    classes: tuple[str, ...] = ()
+    #: the images to stylise keep their own sizes, so they cannot be stacked: one a batch
+    predict_batch_size = 1
 
     def __init__(
         self,
@@ -143,7 +74,6 @@ class ImagesDataModule(L.LightningDataModule):
         self.size, self.predict_size = size, predict_size
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.val_size, self.seed, self.num_workers = val_size, seed, num_workers
-        self.datasets: dict[str, ImageFiles] = {}
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -179,39 +109,9 @@ class ImagesDataModule(L.LightningDataModule):
                 + ("" if self.root is None else f" in {self.root}")
             )
         order = torch.randperm(len(sources), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        held_out = [sources[i] for i in sorted(order[:n_val])]
         self.datasets["train"] = ImageFiles([sources[i] for i in order[n_val:]], self._transform("train"))
-        self.datasets["val"] = ImageFiles(
-            [sources[i] for i in sorted(order[:n_val])], self._transform("eval")
-        )
-        predict = (
-            self.datasets["val"].sources if self.predict_root is None else find_images(self.predict_root)
-        )
+        # a style transfer network has no separate test set: it is tested on the held-out images again
+        self.datasets["val"] = self.datasets["test"] = ImageFiles(held_out, self._transform("eval"))
+        predict = held_out if self.predict_root is None else find_images(self.predict_root)
         self.datasets["predict"] = ImageFiles(predict, self._transform("predict"))
-
-    def _loader(self, split: str, *, batch_size: int, shuffle: bool = False) -> DataLoader:
-        if not self.datasets:
-            self.setup()
-        return DataLoader(
-            self.datasets[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled, randomly cropped content images."""
-        return self._loader("train", batch_size=self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """The held-out images, centre-cropped, in order."""
-        return self._loader("val", batch_size=self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        """The held-out images again: a style transfer network has no separate test set."""
-        return self._loader("val", batch_size=self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        """The images to stylise, one a batch (they keep their own sizes)."""
-        return self._loader("predict", batch_size=1)

@@ -13,15 +13,15 @@ visible mask; objects listed in drawing order, so the last one is never occluded
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
-import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from zoo.data.base import TaskKind, ZooDataModule
 from zoo.data.targets import as_boxes, collate_detection
 from zoo.errors import DataError
 
@@ -174,7 +174,7 @@ class ShapesDataset(Dataset):
         return self.transform(sample) if self.transform is not None else sample
 
 
-class ShapesDataModule(L.LightningDataModule):
+class ShapesDataModule(ZooDataModule):
     """Synthetic circles, squares and triangles for localization, detection and segmentation; no download.
 
     Every split is drawn once in :meth:`setup` from its own generator seeded by ``seed`` and kept in memory as
@@ -205,6 +205,8 @@ class ShapesDataModule(L.LightningDataModule):
         flip: random horizontal flips of the training samples (boxes and masks move with the image).
     """
 
+    #: every mode's task; an instance serves its own ``mode`` only
+    kinds: ClassVar[frozenset[TaskKind]] = frozenset(get_args(ShapesMode))
     #: names of the object classes, in label order (label 1 is ``classes[0]``)
     classes: tuple[str, ...] = SHAPE_CLASSES
 
@@ -243,11 +245,16 @@ class ShapesDataModule(L.LightningDataModule):
         if not 0 <= noise <= 1:
             raise DataError(f"noise must be from 0 to 1 (a standard deviation in 0..1 units), got {noise}")
         self.mode: ShapesMode = mode
-        self.image_size, self.batch_size, self.seed = image_size, batch_size, seed
+        # the contract's instance narrowing of a class-level declaration, which mypy's ClassVar rule forbids
+        self.kinds = frozenset({mode})  # type: ignore[misc]
+        self.image_size, self.seed = image_size, seed
+        self.batch_size = self.eval_batch_size = batch_size
+        # in memory already: worker processes would only add start-up time
+        self.num_workers = 0
+        self.collate_fn = {"localization": collate_localization, "detection": collate_detection}.get(mode)
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
         self.min_objects, self.max_objects = (1, 1) if mode == "localization" else (min_objects, max_objects)
         self.noise, self.flip = noise, flip
-        self.datasets: dict[str, ShapesDataset] = {}
 
     @property
     def num_classes(self) -> int:
@@ -279,31 +286,3 @@ class ShapesDataModule(L.LightningDataModule):
             self.datasets[split] = ShapesDataset(
                 images, instances, labels, boxes, mode=self.mode, transform=transform
             )
-
-    def _loader(self, split: str) -> DataLoader:
-        if not self.datasets:
-            self.setup()
-        collate: Any = {"localization": collate_localization, "detection": collate_detection}.get(self.mode)
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size,
-            shuffle=split == "train",
-            num_workers=0,  # in memory already: workers would only add start-up time
-            collate_fn=collate,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches, flipped at random when ``flip``."""
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches in order."""
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        """Test batches in order."""
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        """The test split in order, for ``python -m zoo.predict``."""
-        return self._loader("test")

@@ -1,53 +1,37 @@
 """PASCAL VOC 2007 and 2012: detection from the XML annotations, segmentation from the palette PNGs.
 
-Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge", IJCV 2010. The layout, as unpacked from
-the official tar files (and as torchvision's ``VOCDetection`` downloads it)::
-
-    VOCdevkit/VOC2012/JPEGImages/<id>.jpg
-    VOCdevkit/VOC2012/Annotations/<id>.xml              detection
-    VOCdevkit/VOC2012/ImageSets/Main/<split>.txt         detection splits: train, val, trainval (2007: test)
-    VOCdevkit/VOC2012/SegmentationClass/<id>.png         segmentation, palette PNG of class indices
-    VOCdevkit/VOC2012/ImageSets/Segmentation/<split>.txt segmentation splits
-
-Boxes: VOC counts pixels from 1 and includes both ends, so ``xmin..xmax`` becomes ``XYXY``
-``(xmin - 1, ymin - 1, xmax, ymax)`` in the 0-based continuous coordinates torchvision uses. Objects marked
-``difficult`` are dropped unless ``keep_difficult``. The XML is parsed with :mod:`xml.etree.ElementTree`, which
-never fetches external entities.
-
-Segmentation masks are palette PNGs whose pixel values are the class indices: 0 background, 1..20 the classes
-in :data:`VOC_CLASSES` order, 255 the object borders, which count for nothing (:data:`~zoo.data.targets.IGNORE_INDEX`).
+The files and their layout are read by :mod:`zoo.data.readers.voc`; this module finds them (``root``,
+``$ZOO_DATA_DIR/voc``, the system dataset folders, ``~/.cache/zoo/voc``, or a download through torchvision) and
+makes the splits, transforms and loaders. Objects marked ``difficult`` are dropped unless ``keep_difficult``.
 """
 
 from __future__ import annotations
 
 import logging
-import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
-import lightning as L
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, tv_tensors
 from torchvision.transforms import v2
 
-from zoo.data.base import dataset_search_dirs, default_download_dir
-from zoo.data.coco import DetectionDataModule, DetectionRecord, filter_boxes, read_image
+from zoo.data.base import TaskKind, ZooDataModule, locate_dataset
+from zoo.data.detection import DetectionDataModule
+from zoo.data.readers.coco import DetectionRecord
+from zoo.data.readers.voc import (
+    VOC_CLASSES,
+    SegmentationSamples,
+    voc_detection_records,
+    voc_segmentation_pairs,
+)
 from zoo.data.targets import IGNORE_INDEX
 from zoo.errors import DataError
 
-__all__ = ["VOC_CLASSES", "VOCDetectionDataModule", "VOCSegmentationDataModule", "collate_padded"]
+__all__ = ["VOCDetectionDataModule", "VOCSegmentationDataModule", "collate_padded", "find_voc_folder"]
 
 log = logging.getLogger(__name__)
 
-#: The 20 VOC classes; label ``i`` (1-based, 0 is the background) is ``VOC_CLASSES[i - 1]``.
-VOC_CLASSES: tuple[str, ...] = tuple(
-    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person "
-    "pottedplant sheep sofa train tvmonitor".split()
-)
 #: the archive each year's train/val images come in, for the "how to get it" message
 _ARCHIVES = {
     "2007": "VOCtrainval_06-Nov-2007.tar (and VOCtest_06-Nov-2007.tar)",
@@ -55,96 +39,34 @@ _ARCHIVES = {
 }
 
 
-def _voc_folder(
+def find_voc_folder(
     root: str | None, year: str, lists: str, splits: list[str], data: str, *, download: bool
 ) -> Path:
     """The ``VOC<year>`` folder holding ``ImageSets/<lists>/<split>.txt`` for every split, ``JPEGImages`` and
-    ``data``; downloaded first when allowed and absent; otherwise a one-line DataError."""
+    ``data``; downloaded through torchvision first when allowed and absent; otherwise a one-line DataError."""
     if year not in _ARCHIVES:
         raise DataError(f"VOC year must be one of {', '.join(_ARCHIVES)}, got {year!r}")
-    layouts = (f"VOCdevkit/VOC{year}", f"VOC{year}", "")
 
-    def find() -> Path | None:
-        for folder in dataset_search_dirs(root, "voc", layouts):
-            needed = [folder / "ImageSets" / lists / f"{s}.txt" for s in splits]
-            if (
-                all(p.is_file() for p in needed)
-                and (folder / "JPEGImages").is_dir()
-                and (folder / data).is_dir()
-            ):
-                return folder
-        return None
+    def holds(folder: Path) -> bool:
+        lists_there = all((folder / "ImageSets" / lists / f"{s}.txt").is_file() for s in splits)
+        return lists_there and (folder / "JPEGImages").is_dir() and (folder / data).is_dir()
 
-    folder = find()
-    if folder is None and download:
-        target = default_download_dir(root, "voc")
+    def fetch(target: Path) -> None:
         make = datasets.VOCSegmentation if lists == "Segmentation" else datasets.VOCDetection
-        try:
-            for split in dict.fromkeys(splits):
-                make(str(target), year=year, image_set=split, download=True)
-        except Exception as error:  # network errors come in many types; all mean the same to the user
-            reason = " ".join(str(error).split())
-            raise DataError(f"could not download VOC{year} into {target}: {reason}") from error
-        folder = find()
-    if folder is None:
-        searched = ", ".join(str(p) for p in dataset_search_dirs(root, "voc", ("",)))
-        wanted = ", ".join(f"ImageSets/{lists}/{s}.txt" for s in dict.fromkeys(splits))
-        hint = "" if download else "; pass --data.download true to fetch it"
-        raise DataError(
-            f"VOC{year} not found (looked for JPEGImages, {data} and {wanted} in {searched}, including "
-            f"sub-folders 'VOCdevkit/VOC{year}' and 'VOC{year}'){hint}, or unpack {_ARCHIVES[year]} "
-            "from http://host.robots.ox.ac.uk/pascal/VOC/ there"
-        )
-    return folder
+        for split in dict.fromkeys(splits):
+            make(str(target), year=year, image_set=split, download=True)
 
-
-def _image_ids(folder: Path, lists: str, split: str) -> list[str]:
-    path = folder / "ImageSets" / lists / f"{split}.txt"
-    # the Main/<class>_<split>.txt lists carry a second column; the plain lists hold one id a line
-    return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def parse_voc_xml(path: Path, *, keep_difficult: bool) -> tuple[int, int, list[list[float]], list[int]]:
-    """Read one VOC annotation file.
-
-    Returns:
-        The image's height and width, the ``XYXY`` boxes (0-based) and their 1-based labels.
-
-    Raises:
-        DataError: the file is missing, is not XML, lacks a field, or names a class outside :data:`VOC_CLASSES`.
-    """
-    try:
-        root = ET.parse(path).getroot()
-    except FileNotFoundError:
-        raise DataError(f"{path}: annotation file not found") from None
-    except ET.ParseError as error:
-        raise DataError(f"{path}: not valid XML ({error})") from error
-
-    def number(node: ET.Element, tag: str) -> float:
-        text = node.findtext(tag)
-        try:
-            return float(text)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: <{tag}> is missing or not a number ({text!r})") from None
-
-    size = root.find("size")
-    if size is None:
-        raise DataError(f"{path}: no <size> element")
-    height, width = int(number(size, "height")), int(number(size, "width"))
-    boxes, labels = [], []
-    for obj in root.iter("object"):
-        name = (obj.findtext("name") or "").strip()
-        if name not in VOC_CLASSES:
-            raise DataError(f"{path}: unknown class {name!r}; VOC has {', '.join(VOC_CLASSES)}")
-        if not keep_difficult and (obj.findtext("difficult") or "0").strip() == "1":
-            continue
-        box = obj.find("bndbox")
-        if box is None:
-            raise DataError(f"{path}: object {name!r} has no <bndbox>")
-        xmin, ymin, xmax, ymax = (number(box, tag) for tag in ("xmin", "ymin", "xmax", "ymax"))
-        boxes.append([xmin - 1, ymin - 1, xmax, ymax])
-        labels.append(VOC_CLASSES.index(name) + 1)
-    return height, width, boxes, labels
+    wanted = ", ".join(f"ImageSets/{lists}/{s}.txt" for s in dict.fromkeys(splits))
+    return locate_dataset(
+        root,
+        "voc",
+        (f"VOCdevkit/VOC{year}", f"VOC{year}", ""),
+        holds=holds,
+        download=fetch if download else None,
+        title=f"VOC{year}",
+        looked_for=f"JPEGImages, {data} and {wanted}",
+        how_to_get=f", or unpack {_ARCHIVES[year]} from http://host.robots.ox.ac.uk/pascal/VOC/ there",
+    )
 
 
 class VOCDetectionDataModule(DetectionDataModule):
@@ -204,7 +126,7 @@ class VOCDetectionDataModule(DetectionDataModule):
 
     def _folder(self, *, download: bool) -> Path:
         wanted = [s for s in self.splits.values() if s is not None]
-        return _voc_folder(self.root, self.year, "Main", wanted, "Annotations", download=download)
+        return find_voc_folder(self.root, self.year, "Main", wanted, "Annotations", download=download)
 
     def prepare_data(self) -> None:
         """Find the files, downloading them on one process per node when ``download`` is set."""
@@ -215,23 +137,9 @@ class VOCDetectionDataModule(DetectionDataModule):
         name = self.splits[split]
         if name is None:
             return None
-        folder = self._folder(download=False)
-        records, dropped = [], 0
-        for image_id in _image_ids(folder, "Main", name):
-            xml = folder / "Annotations" / f"{image_id}.xml"
-            height, width, boxes, labels = parse_voc_xml(xml, keep_difficult=self.keep_difficult)
-            image = folder / "JPEGImages" / f"{image_id}.jpg"
-            if not image.is_file():
-                raise DataError(f"{image}: image listed in ImageSets/Main/{name}.txt does not exist")
-            clipped, keep = filter_boxes(
-                torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                height=height,
-                width=width,
-                where=str(xml),
-            )
-            dropped += int((~keep).sum())
-            label_tensor = torch.tensor(labels, dtype=torch.int64)
-            records.append(DetectionRecord(image, height, width, clipped[keep], label_tensor[keep]))
+        records, dropped = voc_detection_records(
+            self._folder(download=False), name, keep_difficult=self.keep_difficult
+        )
         self.dropped[split] = dropped
         if dropped:
             log.warning(
@@ -241,26 +149,6 @@ class VOCDetectionDataModule(DetectionDataModule):
                 dropped,
             )
         return records
-
-
-class _SegmentationSamples(Dataset[tuple[tv_tensors.Image, tv_tensors.Mask]]):
-    """``(image, mask)`` from pairs of JPEG and palette PNG, through a transform: the mask is ``int64`` ``(H, W)``
-    class indices, 255 ignored (the same sample as ``ShapesDataModule(mode="segmentation")`` gives)."""
-
-    def __init__(self, pairs: list[tuple[Path, Path]], transform: v2.Transform) -> None:
-        self.pairs, self.transform = pairs, transform
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
-        image_path, mask_path = self.pairs[index]
-        image = tv_tensors.Image(read_image(image_path))
-        mask = tv_tensors.Mask(torch.from_numpy(read_class_png(mask_path)).long())
-        if mask.shape != image.shape[-2:]:
-            raise DataError(f"{mask_path}: mask is {tuple(mask.shape)}, its image {tuple(image.shape[-2:])}")
-        image, mask = self.transform(image, mask)
-        return image, mask
 
 
 def collate_padded(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
@@ -280,32 +168,7 @@ def collate_padded(batch: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
     return images, masks
 
 
-def read_class_png(path: Path) -> np.ndarray:
-    """A VOC ``SegmentationClass`` PNG as ``uint8`` ``(H, W)`` class indices (255: ignore).
-
-    The PNG is palette-coded: its pixel values are the indices themselves, whatever colours the palette shows.
-    """
-    try:
-        with Image.open(path) as png:
-            if png.mode not in ("P", "L"):
-                raise DataError(
-                    f"{path}: expected a palette (or grey) PNG of class indices, got mode {png.mode}"
-                )
-            return np.array(png, dtype=np.uint8)  # a writable copy, for torch.from_numpy
-    except OSError as error:
-        raise DataError(f"{path}: cannot read the mask ({error})") from error
-
-
-def _size_of(path: Path) -> tuple[int, int]:
-    """``(width, height)`` from the file's header, without decoding the pixels."""
-    try:
-        with Image.open(path) as file:
-            return file.size
-    except OSError as error:
-        raise DataError(f"{path}: cannot read ({error})") from error
-
-
-class VOCSegmentationDataModule(L.LightningDataModule):
+class VOCSegmentationDataModule(ZooDataModule):
     """PASCAL VOC semantic segmentation: batches of images ``(B, 3, H, W)`` and masks ``(B, H, W)``.
 
     Masks are ``int64`` class indices: 0 the background, 1..20 :data:`VOC_CLASSES`, 255 ignored (object borders
@@ -333,6 +196,7 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         eval_size: evaluate whole images, shorter side resized to this; None: the centre ``crop_size`` square.
     """
 
+    kinds: ClassVar[frozenset[TaskKind]] = frozenset({"segmentation"})
     #: the object classes: label ``i`` is ``classes[i - 1]``, 0 is the background (not listed)
     classes = list(VOC_CLASSES)
 
@@ -364,7 +228,8 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.eval_size = num_workers, eval_size
-        self.datasets: dict[str, _SegmentationSamples] = {}
+        # whole evaluation images differ in size: padded to each batch's largest (training crops need no padding)
+        self.collate_fn = collate_padded if eval_size is not None else None
 
     @property
     def num_classes(self) -> int:
@@ -407,26 +272,9 @@ class VOCSegmentationDataModule(L.LightningDataModule):
 
     def _folder(self, *, download: bool) -> Path:
         wanted = [s for s in self.splits.values() if s is not None]
-        return _voc_folder(
+        return find_voc_folder(
             self.root, self.year, "Segmentation", wanted, "SegmentationClass", download=download
         )
-
-    def _pairs(self, folder: Path, name: str) -> list[tuple[Path, Path]]:
-        pairs = []
-        for image_id in _image_ids(folder, "Segmentation", name):
-            image = folder / "JPEGImages" / f"{image_id}.jpg"
-            mask = folder / "SegmentationClass" / f"{image_id}.png"
-            for path in (image, mask):
-                if not path.is_file():
-                    raise DataError(f"{path}: listed in ImageSets/Segmentation/{name}.txt but does not exist")
-            # headers only: a wrong-sized mask is reported here, in one line, not later inside a worker
-            if (mask_size := _size_of(mask)) != (image_size := _size_of(image)):
-                raise DataError(
-                    f"{mask}: mask is {mask_size[0]}x{mask_size[1]} but its image {image.name} is "
-                    f"{image_size[0]}x{image_size[1]}"
-                )
-            pairs.append((image, mask))
-        return pairs
 
     def setup(self, stage: str | None = None) -> None:
         """List the image and mask files of every split and check that each mask has its image's size."""
@@ -435,39 +283,8 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         folder = self._folder(download=False)
         for split, name in self.splits.items():
             if name is not None:
-                self.datasets[split] = _SegmentationSamples(
-                    self._pairs(folder, name), self.transform(train=split == "train")
+                self.datasets[split] = SegmentationSamples(
+                    voc_segmentation_pairs(folder, name), self.transform(train=split == "train")
                 )
         if "test" not in self.datasets and "val" in self.datasets:
             self.datasets["test"] = self.datasets["val"]
-
-    def _loader(self, split: str, *, train: bool) -> DataLoader:
-        if not self.datasets:
-            self.setup()
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            # whole images differ in size; crops all have crop_size
-            collate_fn=collate_padded if not train and self.eval_size is not None else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented batches of stacked tensors."""
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader | list[Any]:
-        """Validation batches in order (an empty list, which skips validation, when there is none)."""
-        if not self.datasets:
-            self.setup()
-        return self._loader("val", train=False) if "val" in self.datasets else []
-
-    def test_dataloader(self) -> DataLoader:
-        """Test batches in order (the validation set when there is no test split)."""
-        return self._loader("test", train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """The test batches, for ``python -m zoo.predict``."""
-        return self._loader("test", train=False)

@@ -13,6 +13,7 @@ from zoo.models import (  # noqa: F401
     faster_rcnn,
     fastnet,
     fcn,
+    fcn_torchvision,
     googlenet,
     lenet,
     mlp,

@@ -5,8 +5,9 @@ Proposal Networks", NIPS 2015, arXiv:1506.01497 (VGG-16, one stride-16 map from 
 512 pixels at three aspect ratios, images resized to 600 pixels on the shorter side); T.-Y. Lin et al., "Feature
 Pyramid Networks for Object Detection", CVPR 2017, arXiv:1612.03144 (the FPN over ResNet stages 2-5 with one
 anchor size per level). The detector itself is torchvision's ``FasterRCNN``: its transform (resize, normalise),
-RPN, RoIAlign, two-layer box head and box predictor. This module builds the backbones it sits on, from the
-registry's own networks, with a small private function each (as torchvision's ``_resnet_fpn_extractor``).
+RPN, RoIAlign, two-layer box head and box predictor. The backbones it sits on are built from the registry's own
+networks in :mod:`zoo.models.detection_backbones`; this file is one concern in some 500 lines: the builders of
+the five registered detectors.
 
 Conventions, torchvision's: ``num_classes`` counts the background (label 0), so the 20 VOC classes make 21;
 images go in as a list of ``(3, H, W)`` float tensors in 0..1, not normalised (the model normalises with
@@ -16,9 +17,8 @@ In training mode ``model(images, targets)`` returns the dict of losses (``loss_c
 ``boxes`` ``(N, 4)`` ``XYXY`` in pixels of that image, ``labels`` ``(N,)`` 1-based and ``scores`` ``(N,)``.
 
 Backbones start from the registry's ImageNet weights with ``weights_backbone="imagenet"``. As in torchvision, a
-pretrained backbone's batch norms are frozen (``FrozenBatchNorm2d``: fixed statistics and affine parameters, the
-usual choice with one or two images per device) and only its last ``trainable_backbone_layers`` stages train (3
-by default); a backbone trained from scratch keeps ordinary batch norms and trains whole.
+pretrained backbone's batch norms are frozen and only its last ``trainable_backbone_layers`` stages train (3 by
+default); a backbone trained from scratch keeps ordinary batch norms and trains whole.
 
 Registered:
 
@@ -37,22 +37,27 @@ Registered:
 from __future__ import annotations
 
 import inspect
-import warnings
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-from torch import Tensor, nn
-from torchvision.models import mobilenet_v3_large
+from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import _mobilenet_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from zoo.models.detection_backbones import (
+    MOBILENET_V3_LARGE_IMAGENET,
+    ResNetBody,
+    ResNetFPN,
+    VGGConv5,
+    freeze_batch_norm,
+    mobilenet_fpn_extractor,
+    resnet_fpn_extractor,
+    trainable_layers,
+    vgg_conv5_extractor,
+)
 from zoo.models.registry import create_model, register_model
 from zoo.models.resnet import ResNet
 from zoo.models.vgg import VGG
@@ -116,121 +121,6 @@ _FASTER_RCNN_OPTIONS = frozenset(inspect.signature(FasterRCNN.__init__).paramete
     "box_head",
     "box_predictor",
 } | {"size_divisible", "fixed_size"}
-
-
-class ResNetBody(nn.Module):
-    """The stem and stages of a :class:`~zoo.models.resnet.ResNet`, giving the maps of the chosen stages.
-
-    What torchvision's ``IntermediateLayerGetter`` makes of a ResNet (the same module names: ``conv1``, ``bn1``,
-    ``layer1``...), with the stem run in its forward order rather than in registration order. ``avgpool`` and
-    ``fc`` are left out, and so are stages after the last one returned.
-
-    Args:
-        resnet: the network whose modules are taken (not copied).
-        returned_layers: the stages (1 to 4) whose outputs are returned, named ``"0"``, ``"1"``... in order.
-    """
-
-    def __init__(self, resnet: ResNet, returned_layers: Sequence[int]) -> None:
-        super().__init__()
-        self.conv1, self.bn1, self.relu, self.maxpool = resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool
-        self.stages = [f"layer{i}" for i in range(1, max(returned_layers) + 1)]
-        for stage in self.stages:
-            self.add_module(stage, getattr(resnet, stage))
-        self.returned = {f"layer{k}": str(v) for v, k in enumerate(returned_layers)}
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """The returned stages' maps for images ``(B, C, H, W)``; stage ``i`` has stride ``2 ** (i + 1)``."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        out: dict[str, Tensor] = OrderedDict()
-        for stage in self.stages:
-            x = getattr(self, stage)(x)
-            if stage in self.returned:
-                out[self.returned[stage]] = x
-        return out
-
-
-class ResNetFPN(nn.Module):
-    """A ResNet body with a feature pyramid on top: torchvision's ``BackboneWithFPN`` for our ResNet.
-
-    Args:
-        body: the stages that feed the pyramid.
-        in_channels_list: channels of each returned stage, in order.
-        out_channels: channels of every pyramid level.
-
-    Attributes:
-        out_channels: what ``FasterRCNN`` reads to size its heads.
-    """
-
-    def __init__(self, body: ResNetBody, in_channels_list: list[int], out_channels: int) -> None:
-        super().__init__()
-        self.body = body
-        self.fpn = FeaturePyramidNetwork(in_channels_list, out_channels, extra_blocks=LastLevelMaxPool())
-        self.out_channels = out_channels
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Pyramid levels ``"0"``... (strides 4, 8, 16, 32 with all four stages) and ``"pool"`` (stride 64)."""
-        return self.fpn(self.body(x))
-
-
-class VGGConv5(nn.Module):
-    """VGG's convolutions up to conv5_3 and its ReLU, without the last max-pool: one map at stride 16.
-
-    Args:
-        vgg: the network whose ``features`` are taken (not copied), keeping their indices.
-
-    Attributes:
-        out_channels: 512, the channels of conv5_3.
-    """
-
-    def __init__(self, vgg: VGG) -> None:
-        super().__init__()
-        layers = list(vgg.features.children())
-        if not isinstance(layers[-1], nn.MaxPool2d):
-            raise ValueError("expected VGG features ending in a max-pool")
-        self.features = nn.Sequential(*layers[:-1])
-        self.out_channels = vgg.num_features
-
-    def forward(self, x: Tensor) -> Tensor:
-        """The conv5_3 map ``(B, 512, H/16, W/16)`` of images ``(B, C, H, W)``."""
-        return self.features(x)
-
-
-def freeze_batch_norm(module: nn.Module) -> nn.Module:
-    """Replace every ``BatchNorm2d`` in ``module`` by a ``FrozenBatchNorm2d`` holding the same statistics.
-
-    torchvision's detectors build pretrained backbones with frozen batch norms: with one or two images per device,
-    batch statistics are noise. Returns ``module`` (or the frozen layer, when ``module`` is a batch norm itself).
-    """
-    if isinstance(module, nn.BatchNorm2d):
-        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
-        assert module.running_mean is not None and module.running_var is not None
-        with torch.no_grad():
-            frozen.weight.copy_(module.weight)
-            frozen.bias.copy_(module.bias)
-            frozen.running_mean.copy_(module.running_mean)
-            frozen.running_var.copy_(module.running_var)
-        return frozen
-    for name, child in module.named_children():
-        setattr(module, name, freeze_batch_norm(child))
-    return module
-
-
-def _trainable_layers(pretrained: bool, value: int | None, most: int, default: int) -> int:
-    """How many backbone stages train, counted from the top: torchvision's rule (``_validate_trainable_layers``).
-
-    A backbone with no pretrained weights trains whole whatever was asked (random features are not worth keeping),
-    with a warning when something else was asked.
-    """
-    if value is not None and not 0 <= value <= most:
-        raise ValueError(f"trainable_backbone_layers must be from 0 to {most}, got {value}")
-    if not pretrained:
-        if value is not None and value != most:
-            warnings.warn(
-                f"trainable_backbone_layers={value} has no effect without pretrained weights: all {most} train",
-                stacklevel=3,
-            )
-        return most
-    return default if value is None else value
 
 
 def _check_options(name: str, kwargs: dict[str, Any]) -> None:
@@ -358,20 +248,17 @@ def _resnet_fpn(
     if pretrained is not None:
         weights_backbone = None  # the detector's weights replace the backbone's anyway
     trained = pretrained is not None or weights_backbone is not None
-    layers = _trainable_layers(trained, trainable_backbone_layers, 5, 3)
+    layers = trainable_layers(trained, trainable_backbone_layers, 5, 3)
 
     resnet = create_model(cfgs[name], in_channels=in_channels, weights=weights_backbone)
     assert isinstance(resnet, ResNet)
-    if trained:
-        freeze_batch_norm(resnet)
-    body = ResNetBody(resnet, returned_layers)
-    # torchvision's choice of stages: the last `layers` of layer4, layer3, layer2, layer1, conv1 (with bn1)
-    training = ["layer4", "layer3", "layer2", "layer1", "conv1"][:layers] + (["bn1"] if layers == 5 else [])
-    for parameter_name, parameter in body.named_parameters():
-        if not parameter_name.startswith(tuple(training)):
-            parameter.requires_grad_(False)
-    stage1 = resnet.num_features // 8  # layer1's channels: 64 (basic blocks) or 256 (bottlenecks)
-    backbone = ResNetFPN(body, [stage1 * 2 ** (i - 1) for i in returned_layers], fpn_channels)
+    backbone = resnet_fpn_extractor(
+        resnet,
+        returned_layers=returned_layers,
+        trainable=layers,
+        frozen_bn=trained,
+        out_channels=fpn_channels,
+    )
     levels = len(returned_layers) + 1  # and the max-pooled level on top
     anchors = _anchors(
         anchor_sizes, aspect_ratios, levels=levels, default_sizes=tuple((32 * 2**i,) for i in range(levels))
@@ -501,16 +388,11 @@ def fasterrcnn_vgg16(
     if pretrained is not None:
         weights_backbone = None
     trained = pretrained is not None or weights_backbone is not None
-    layers = _trainable_layers(trained, trainable_backbone_layers, 5, 3)
+    layers = trainable_layers(trained, trainable_backbone_layers, 5, 3)
 
     vgg = create_model("vgg16", in_channels=in_channels, weights=weights_backbone)
     assert isinstance(vgg, VGG)
-    backbone = VGGConv5(vgg)
-    # the five stages start after each max-pool; the first 5 - layers of them keep their weights
-    starts = [0] + [i + 1 for i, m in enumerate(backbone.features) if isinstance(m, nn.MaxPool2d)]
-    frozen = len(backbone.features) if layers == 0 else starts[5 - layers]
-    for parameter in backbone.features[:frozen].parameters():
-        parameter.requires_grad_(False)
+    backbone = vgg_conv5_extractor(vgg, trainable=layers)
     anchors = _anchors(anchor_sizes, aspect_ratios, levels=1, default_sizes=((128, 256, 512),))
     model = _faster_rcnn(
         backbone,
@@ -531,19 +413,6 @@ def fasterrcnn_vgg16(
     return load_weights(model, pretrained)
 
 
-#: torchvision's ImageNet weights of MobileNetV3-Large, the backbone of its MobileNet detectors (not a zoo model)
-_MOBILENET_IMAGENET = Weights(
-    model="mobilenet_v3_large",
-    tag="imagenet",
-    url="https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth",
-    sha256="8738ca79",
-    num_classes=1000,
-    metrics={"imagenet_top1": 74.042, "imagenet_top5": 91.34},
-    preprocess=IMAGENET_PREPROCESS,
-    source="torchvision MobileNet_V3_Large_Weights.IMAGENET1K_V1",
-)
-
-
 def _mobilenet_fpn(
     name: str,
     *,
@@ -557,9 +426,10 @@ def _mobilenet_fpn(
     """torchvision's ``_fasterrcnn_mobilenet_v3_large_fpn``, with the weights fetched and checked by zoo."""
     if in_channels != 3:
         raise ValueError(f"{name} takes RGB images (in_channels=3), not in_channels={in_channels}")
-    if weights_backbone not in (None, _MOBILENET_IMAGENET.tag):
+    if weights_backbone not in (None, MOBILENET_V3_LARGE_IMAGENET.tag):
         raise UnknownWeightsError(
-            f"{name}'s backbone has no weights named '{weights_backbone}' (available: {_MOBILENET_IMAGENET.tag})"
+            f"{name}'s backbone has no weights named '{weights_backbone}' "
+            f"(available: {MOBILENET_V3_LARGE_IMAGENET.tag})"
         )
     pretrained, kwargs = weights_for(
         name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
@@ -569,11 +439,10 @@ def _mobilenet_fpn(
     if pretrained is not None:
         weights_backbone = None
     trained = pretrained is not None or weights_backbone is not None
-    layers = _trainable_layers(trained, trainable_backbone_layers, 6, 3)
-    mobilenet = mobilenet_v3_large(weights=None, norm_layer=FrozenBatchNorm2d if trained else nn.BatchNorm2d)
-    if weights_backbone is not None:
-        load_weights(mobilenet, _MOBILENET_IMAGENET)
-    backbone = _mobilenet_extractor(mobilenet, True, layers)
+    layers = trainable_layers(trained, trainable_backbone_layers, 6, 3)
+    backbone = mobilenet_fpn_extractor(
+        pretrained=weights_backbone is not None, trainable=layers, frozen_bn=trained
+    )
     anchors = AnchorGenerator(((32, 64, 128, 256, 512),) * 3, ((0.5, 1.0, 2.0),) * 3)
     model = FasterRCNN(backbone, num_classes, rpn_anchor_generator=anchors, **kwargs)
     return load_weights(model, pretrained)

@@ -20,8 +20,8 @@ right to a multiple of 32, and the scores are cropped back; each deconvolution r
 pixels first, so a freshly initialised one computes exactly ``F.interpolate(mode="bilinear",
 align_corners=False)``, borders included.
 
-``fcn_resnet50`` is torchvision's own FCN (Long et al.'s head on a ResNet-50 whose last two stages are dilated,
-output stride 8, with an optional auxiliary head on ``layer3``), so torchvision's weights load into it.
+``fcn_resnet50``, torchvision's own FCN, is in :mod:`zoo.models.fcn_torchvision` (and importable from here);
+the bilinear deconvolution and the input normalisation both kinds share are in :mod:`zoo.models.fcn_layers`.
 
 Images come in 0..1; every network here normalises them itself with the ImageNet mean and standard deviation
 (buffers, not saved), which is what ImageNet backbone weights expect. ``forward`` returns class logits
@@ -36,22 +36,13 @@ from typing import Any, Literal, cast
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import resnet as tv_resnet
-from torchvision.models._utils import IntermediateLayerGetter
-from torchvision.models.segmentation.fcn import FCN as TorchvisionFCNBase
-from torchvision.models.segmentation.fcn import FCNHead
 
+from zoo.models.fcn_layers import BilinearDeconv, NormalisedInput, bilinear_kernel
+from zoo.models.fcn_torchvision import TorchvisionFCN, fcn_resnet50
 from zoo.models.registry import create_model, register_model
 from zoo.models.resnet import ResNet
 from zoo.models.vgg import VGG
-from zoo.models.weights import (
-    IMAGENET_PREPROCESS,
-    Weights,
-    load_weights,
-    read_weights,
-    register_weights,
-    weights_for,
-)
+from zoo.models.weights import load_weights, weights_for
 
 __all__ = [
     "FCN",
@@ -81,81 +72,7 @@ cfgs: dict[str, tuple[str, Stride]] = {
 _ALIGN = 32
 
 
-def bilinear_kernel(factor: int) -> Tensor:
-    """The ``(2 * factor, 2 * factor)`` bilinear interpolation kernel of Long et al.'s ``upsample_filt``."""
-    size = 2 * factor
-    centre = factor - 0.5  # an even-sized kernel: the centre falls between two taps
-    taps = 1 - (torch.arange(size, dtype=torch.float32) - centre).abs() / factor
-    return taps[:, None] * taps[None, :]
-
-
-def _normalisation(in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """ImageNet's mean and std for RGB input; for other channel counts a neutral 0.5 and 0.25 per channel."""
-    if in_channels == 3:
-        return IMAGENET_PREPROCESS.mean, IMAGENET_PREPROCESS.std
-    return (0.5,) * in_channels, (0.25,) * in_channels
-
-
-class _Normalised(nn.Module):
-    """Holds the per-channel mean and std as buffers, not saved: they follow from the constructor's arguments."""
-
-    mean: Tensor
-    std: Tensor
-
-    def _set_normalisation(self, in_channels: int) -> None:
-        mean, std = _normalisation(in_channels)
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-
-    def normalise(self, images: Tensor) -> Tensor:
-        """Images in 0..1 to the standardised input the backbone's weights expect."""
-        return (images - self.mean) / self.std
-
-
-class BilinearDeconv(nn.Module):
-    """Upsampling by ``factor`` with a transposed convolution that starts as bilinear interpolation.
-
-    The kernel is ``2 * factor`` wide with stride ``factor``, one bilinear filter per channel on the diagonal
-    (Long et al.), no bias. The input's border is replicated by one pixel and the output cropped, so at its
-    start the layer equals ``F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)``
-    everywhere, borders included.
-
-    Args:
-        channels: channels in and out (the classes).
-        factor: the upsampling factor, even.
-        trainable: learn the kernel (the 2x skips of FCN-16s/8s) or keep it bilinear (the final upsampling).
-
-    Shape:
-        ``(B, channels, h, w)`` to ``(B, channels, factor * h, factor * w)``.
-    """
-
-    def __init__(self, channels: int, factor: int, *, trainable: bool = True) -> None:
-        super().__init__()
-        if factor < 2 or factor % 2:
-            raise ValueError(f"factor must be even and at least 2, got {factor}")
-        self.factor = factor
-        self.deconv = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, bias=False)
-        self.reset_parameters()
-        self.deconv.weight.requires_grad_(trainable)
-
-    def reset_parameters(self) -> None:
-        """Set the kernel to bilinear interpolation of each channel on its own."""
-        with torch.no_grad():
-            self.deconv.weight.zero_()
-            kernel = bilinear_kernel(self.factor).to(self.deconv.weight)
-            for channel in range(self.deconv.weight.shape[0]):
-                self.deconv.weight[channel, channel] = kernel
-
-    def forward(self, x: Tensor) -> Tensor:
-        """The map upsampled ``factor`` times."""
-        height, width = x.shape[-2:]
-        # with the border replicated, output pixel o reads input (o + 0.5) / factor - 0.5, as interpolate does
-        y = self.deconv(F.pad(x, (1, 1, 1, 1), mode="replicate"))
-        start = 3 * self.factor // 2
-        return y[..., start : start + self.factor * height, start : start + self.factor * width]
-
-
-class FCN(_Normalised):
+class FCN(NormalisedInput):
     """A backbone cut at strides 8, 16 and 32, with Long et al.'s score layers, skips and deconvolutions.
 
     Args:
@@ -187,7 +104,7 @@ class FCN(_Normalised):
             raise ValueError(f"stride must be 8, 16 or 32, got {stride}")
         if len(stages) != 3:
             raise ValueError(f"need three backbone stages (to strides 8, 16 and 32), got {len(stages)}")
-        self._set_normalisation(in_channels)
+        self.set_normalisation(in_channels)
         self.num_classes, self.stride = num_classes, stride
         self.to_stride8, self.to_stride16, self.to_stride32 = stages
         self.head = head if head is not None else nn.Identity()
@@ -422,104 +339,3 @@ def fcn8s_resnet50(
         weights_backbone=weights_backbone,
         **kwargs,
     )
-
-
-# ---- torchvision's FCN ---------------------------------------------------------------------------------------
-
-
-class TorchvisionFCN(_Normalised, TorchvisionFCNBase):
-    """torchvision's ``FCN`` (its module names, so its weights load), normalising its input, returning a tensor.
-
-    ``forward`` gives the main logits; :meth:`forward_aux` gives them with the auxiliary head's, which only
-    the training loss uses.
-    """
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        classifier: nn.Module,
-        aux_classifier: nn.Module | None,
-        *,
-        in_channels: int,
-    ) -> None:
-        TorchvisionFCNBase.__init__(self, backbone, classifier, aux_classifier)
-        self._set_normalisation(in_channels)
-
-    @property
-    def has_aux(self) -> bool:
-        """Whether the network was built with the auxiliary head (``aux_loss=True``)."""
-        return self.aux_classifier is not None
-
-    def forward_aux(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Main and auxiliary logits, each ``(B, num_classes, H, W)``; the second is None without the head."""
-        outputs = TorchvisionFCNBase.forward(self, self.normalise(images))
-        return outputs["out"], outputs.get("aux")
-
-    def forward(self, images: Tensor) -> Tensor:
-        """Class logits ``(B, num_classes, H, W)`` for images ``(B, in_channels, H, W)`` in 0..1."""
-        x = self.normalise(images)
-        height, width = x.shape[-2:]
-        # the main head only: the auxiliary one would be computed and thrown away
-        scores = cast(nn.Module, self.classifier)(cast(nn.Module, self.backbone)(x)["out"])
-        return F.interpolate(scores, size=(height, width), mode="bilinear", align_corners=False)
-
-
-register_weights(
-    Weights(
-        model="fcn_resnet50",
-        tag="coco_voc",
-        url="https://download.pytorch.org/models/fcn_resnet50_coco-1167a1af.pth",
-        sha256="1167a1af",
-        num_classes=21,
-        metrics={"coco_voc_miou": 60.5, "coco_voc_pixel_acc": 91.4},
-        model_kwargs={"aux_loss": True},
-        source="torchvision FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1: COCO train2017 restricted to the 20 "
-        "VOC classes, evaluated on COCO val2017 the same way, images resized to 520 (keys match ours)",
-    )
-)
-
-
-@register_model
-def fcn_resnet50(
-    *,
-    num_classes: int = 21,
-    in_channels: int = 3,
-    weights: str | None = None,
-    weights_backbone: str | None = None,
-    aux_loss: bool | None = None,
-) -> TorchvisionFCN:
-    """torchvision's FCN-ResNet50: dilated ResNet-50 (output stride 8), ``FCNHead``, optional auxiliary head.
-
-    Args:
-        num_classes: classes, the background included (21 for VOC).
-        in_channels: channels of the input images.
-        weights: ``"coco_voc"`` (torchvision's COCO-with-VOC-labels weights, 60.5 mIoU on its COCO subset), or
-            a zoo checkpoint.
-        weights_backbone: ``"imagenet"`` starts the ResNet-50 from its ImageNet weights (torchvision's
-            default for this model); ignored when ``weights`` are given.
-        aux_loss: add the auxiliary head on ``layer3`` (torchvision's training adds its loss, weighted 0.5);
-            None: as the weights have it, else no.
-    """
-    given = {} if aux_loss is None else {"aux_loss": aux_loss}
-    pretrained, options = weights_for(
-        "fcn_resnet50", weights, num_classes=num_classes, in_channels=in_channels, kwargs=given
-    )
-    aux = bool(options.get("aux_loss", False))
-    backbone = tv_resnet.resnet50(weights=None, replace_stride_with_dilation=[False, True, True])
-    if weights_backbone is not None and pretrained is None:
-        imagenet, _ = weights_for(
-            "resnet50", weights_backbone, num_classes=1000, in_channels=in_channels, kwargs={}
-        )
-        assert imagenet is not None
-        backbone.load_state_dict(read_weights(imagenet))  # dilation changes no shape: the keys fit
-    if in_channels != 3:
-        backbone.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-        nn.init.kaiming_normal_(backbone.conv1.weight, mode="fan_out", nonlinearity="relu")
-    layers = {"layer4": "out", "layer3": "aux"} if aux else {"layer4": "out"}
-    model = TorchvisionFCN(
-        IntermediateLayerGetter(backbone, return_layers=layers),
-        FCNHead(2048, num_classes),
-        FCNHead(1024, num_classes) if aux else None,
-        in_channels=in_channels,
-    )
-    return load_weights(model, pretrained)

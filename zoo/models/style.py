@@ -1,4 +1,4 @@
-"""Neural style transfer: the VGG loss network, Johnson et al.'s transformer net, and the losses.
+"""Neural style transfer: the VGG loss network and the losses it computes.
 
 References:
 
@@ -6,8 +6,9 @@ References:
   optimise an image so that its VGG-19 activations match a content image's (``conv4_2``) and the Gram matrices
   of its activations match a style image's (``conv1_1`` ... ``conv5_1``, equal weights).
 * J. Johnson, A. Alahi and L. Fei-Fei, "Perceptual Losses for Real-Time Style Transfer and Super-Resolution",
-  ECCV 2016: train a feed-forward :class:`TransformerNet` with the same kind of loss, computed by VGG-16
-  (style at ``relu1_2``, ``relu2_2``, ``relu3_3``, ``relu4_3``, content at ``relu2_2``).
+  ECCV 2016: train a feed-forward :class:`~zoo.models.transformer_net.TransformerNet` (in its own module,
+  importable from here too) with the same kind of loss, computed by VGG-16 (style at ``relu1_2``, ``relu2_2``,
+  ``relu3_3``, ``relu4_3``, content at ``relu2_2``).
 
 Layer names follow the papers: ``conv<block>_<n>`` is the output of a convolution (before its ReLU, as in the
 PyTorch neural-style tutorial), ``relu<block>_<n>`` the output of the ReLU after it, ``pool<block>`` the
@@ -31,8 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.models.registry import create_model
+from zoo.models.transformer_net import TransformerNet
 from zoo.models.vgg import VGG, cfgs
-from zoo.models.weights import IMAGENET_PREPROCESS, WeightsError
+from zoo.models.weights import IMAGENET_PREPROCESS
+from zoo.models.weights_files import WeightsError
 
 __all__ = [
     "GATYS_CONTENT_LAYERS",
@@ -335,79 +338,3 @@ class PerceptualLoss(nn.Module):
         tv = total_variation(images) if self.tv_weight else images.new_zeros(())
         total = self.content_weight * content + self.style_weight * style + self.tv_weight * tv
         return Losses(total, content, style, tv)
-
-
-# ---- Johnson et al.'s transformer net ------------------------------------------------------------------------
-
-
-class _Conv(nn.Sequential):
-    """Reflection padding, a convolution, then instance norm and ReLU unless ``last``."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, *, last: bool = False) -> None:
-        layers: list[nn.Module] = [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
-        if not last:
-            layers += [nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]
-        super().__init__(*layers)
-
-
-class _Upsample(nn.Sequential):
-    """Nearest-neighbour upsampling by 2, then a convolution block (no checkerboard, unlike a strided deconv)."""
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), _Conv(cin, cout, 3))
-
-
-class _Residual(nn.Module):
-    """Two 3x3 convolution blocks (the second without ReLU) plus the identity."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            _Conv(channels, channels, 3),
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3),
-            nn.InstanceNorm2d(channels, affine=True),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.block(x)
-
-
-class TransformerNet(nn.Module):
-    """Johnson et al.'s image transformation network, with instance norm (Ulyanov et al. 2016).
-
-    A 9x9 convolution (32), two stride-2 3x3 convolutions (64, 128), five residual blocks (128), two
-    upsample-and-convolve blocks (64, 32) and a 9x9 convolution back to RGB; reflection padding throughout.
-    1,679,235 parameters.
-
-    Args:
-        channels: image channels in and out.
-        width: channels of the first convolution (doubled by each downsampling).
-        num_residual: residual blocks at the lowest resolution.
-
-    Shape:
-        ``(B, channels, H, W)`` → ``(B, channels, H, W)``, any ``H, W`` (padded by reflection to a multiple of 4
-        inside and cropped back). Inputs are images in 0..1; outputs are unconstrained (clamp to show them).
-    """
-
-    def __init__(self, *, channels: int = 3, width: int = 32, num_residual: int = 5) -> None:
-        super().__init__()
-        self.encoder = nn.Sequential(
-            _Conv(channels, width, 9),
-            _Conv(width, 2 * width, 3, stride=2),
-            _Conv(2 * width, 4 * width, 3, stride=2),
-        )
-        self.residual = nn.Sequential(*(_Residual(4 * width) for _ in range(num_residual)))
-        self.decoder = nn.Sequential(
-            _Upsample(4 * width, 2 * width),
-            _Upsample(2 * width, width),
-            _Conv(width, channels, 9, last=True),
-        )
-
-    def forward(self, images: Tensor) -> Tensor:
-        """Stylised images with the input's shape."""
-        height, width = images.shape[-2:]
-        pad_h, pad_w = -height % 4, -width % 4
-        x = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else images
-        y = self.decoder(self.residual(self.encoder(x)))
-        return y[..., :height, :width]

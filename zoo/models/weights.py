@@ -1,19 +1,16 @@
 """Pretrained weights as data: where a file lives, its hash, what it reached and how to feed it.
 
 Each family module declares its weights beside its builders (``register_weights(Weights(...))``) and
-its builder calls :func:`weights_for` then :func:`load_weights`. Files come from the wheel (``file``)
-or from a download address (``url``), downloaded once into torch's hub cache
-(``$TORCH_HOME/hub/checkpoints``, where torchvision keeps the same files) and checked against their
-SHA-256 every time they are loaded. Loading never unpickles code: ``torch.load(weights_only=True)``.
+its builder calls :func:`weights_for` then :func:`load_weights`. A tag names a registered set of weights, a
+checkpoint of a zoo run or a W&B artifact holding one. Getting the file (shipped in the wheel or downloaded
+once), checking its SHA-256 and reading it without unpickling code is :mod:`zoo.models.weights_files`.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
-import hashlib
 import os
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +20,21 @@ import torch
 from torch import Tensor, nn
 
 from zoo.errors import ZooError
+from zoo.models.weights_files import (
+    SHIPPED,
+    StateDict,
+    WeightsError,
+    download_artifact,
+    fetch,
+    local_path,
+    read_state_dict,
+    weights_dir,
+)
 
 __all__ = [
     "FASHIONMNIST_PREPROCESS",
     "IMAGENET_PREPROCESS",
+    "SHIPPED",
     "Preprocess",
     "UnknownWeightsError",
     "Weights",
@@ -37,19 +45,15 @@ __all__ = [
     "load_weights",
     "read_weights",
     "register_weights",
+    "weights_dir",
     "weights_for",
 ]
 
-StateDict = dict[str, Tensor]
 M = TypeVar("M", bound=nn.Module)
 
 
 class UnknownWeightsError(ZooError, ValueError):
     """A builder was asked for pretrained weights it does not have, or for options they cannot fit."""
-
-
-class WeightsError(ZooError):
-    """A weights file could not be had, failed its hash check or does not fit the network."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,7 @@ def find_weights(model: str, tag: str) -> Weights:
         WeightsError: The checkpoint or artifact cannot be had, or is for another model.
     """
     if tag.startswith(WANDB_PREFIX):
-        return _from_checkpoint(model, _download_artifact(tag), tag)
+        return _from_checkpoint(model, download_artifact(tag.removeprefix(WANDB_PREFIX)), tag)
     if tag.endswith(".ckpt") or os.sep in tag:
         return _from_checkpoint(model, Path(tag), tag)
     available = _WEIGHTS.get(model, {})
@@ -230,27 +234,6 @@ def weights_for(
 
 WANDB_PREFIX = "wandb:"
 
-
-@functools.cache  # once per process: create_model and the builder both resolve the same reference
-def _download_artifact(reference: str) -> Path:
-    """Download a W&B model artifact (``wandb:ENTITY/PROJECT/NAME:VERSION``) and return the checkpoint in it."""
-    name = reference.removeprefix(WANDB_PREFIX)
-    try:
-        import wandb
-
-        artifact = wandb.Api().artifact(name, type="model")
-        folder = Path(
-            artifact.download(root=str(weights_dir() / "wandb" / name.replace("/", "_").replace(":", "-")))
-        )
-    except Exception as error:  # the W&B client raises many types (no login, no network, no such artifact)
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise WeightsError(f"cannot fetch W&B artifact '{name}': {reason}") from None
-    checkpoints = sorted(folder.rglob("*.ckpt"))
-    if not checkpoints:
-        raise WeightsError(f"W&B artifact '{name}' holds no .ckpt file")
-    return checkpoints[0]
-
-
 _PREFIX = "net."  # where a task keeps its network in a checkpoint's state dict
 
 
@@ -277,7 +260,7 @@ def _checkpoint_weights(model: str, path: Path, tag: str, mtime_ns: int, size: i
         model=model,
         tag=tag,
         file=str(path.resolve()),
-        sha256="",  # no published hash: _check_hash skips it
+        sha256="",  # no published hash: fetch checks nothing
         num_classes=int(hparams["num_classes"]),
         in_channels=int(hparams["in_channels"]),
         model_kwargs=dict(hparams.get("model_kwargs") or {}),
@@ -322,101 +305,16 @@ def read_weights(weights: Weights) -> StateDict:
     Raises:
         WeightsError: The file cannot be had, fails its hash check or holds something other than tensors.
     """
-    state = _read_state_dict(_fetch(weights), weights)
+    state = read_state_dict(_fetch(weights), weights.name)
     return weights.convert(state) if weights.convert is not None else state
-
-
-#: Where the weights that ship in the wheel lie.
-SHIPPED = Path(__file__).parent / "weights"
-
-
-def weights_dir() -> Path:
-    """Where downloaded weights are kept: ``$ZOO_WEIGHTS_DIR``, else torch's hub cache (shared with torchvision)."""
-    if "ZOO_WEIGHTS_DIR" in os.environ:
-        return Path(os.environ["ZOO_WEIGHTS_DIR"])
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def _local_path(weights: Weights) -> Path:
-    """Where a set of weights is on this machine, or will be once downloaded."""
-    if weights.file is not None:
-        return SHIPPED / weights.file  # an absolute path (a checkpoint) stays as it is
-    assert weights.url is not None
-    return weights_dir() / Path(urllib.parse.urlparse(weights.url).path).name
 
 
 def _fetch(weights: Weights) -> Path:
     """The local, hash-checked file of a set of weights, downloading it first when needed."""
-    path = _local_path(weights)
-    if weights.file is not None:
-        if not path.is_file():
-            raise WeightsError(f"weights '{weights.name}' should be at {path}, which is missing")
-        _check_hash(path, weights, "reinstall zoo")  # shipped files; checkpoints have no hash to check
-        return path
-    assert weights.url is not None
-    if path.is_file():
-        _check_hash(path, weights, "delete it to download it again")
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        torch.hub.download_url_to_file(weights.url, str(partial), progress=True)
-    except (OSError, ValueError) as error:  # URLError is an OSError
-        partial.unlink(missing_ok=True)
-        raise WeightsError(
-            f"cannot download weights '{weights.name}' from {weights.url} ({error}); "
-            f"with no network, copy that file to {path}"
-        ) from None
-    try:
-        _check_hash(partial, weights, "the download was discarded")
-    except WeightsError:
-        partial.unlink()
-        raise
-    os.replace(partial, path)  # only a checked file ever gets the final name
-    return path
+    return fetch(weights.name, weights.sha256, url=weights.url, file=weights.file)
 
 
 def _ensure_local(weights: Weights) -> None:
     """Download a set of weights now when there is no local copy (a missing file raises, saying where)."""
-    if not _local_path(weights).is_file():
+    if not local_path(url=weights.url, file=weights.file).is_file():
         _fetch(weights)
-
-
-def _check_hash(path: Path, weights: Weights, advice: str) -> None:
-    if not weights.sha256:  # a run's own checkpoint: no published hash to hold it to
-        return
-    digest = _sha256(path)
-    if not digest.startswith(weights.sha256):
-        raise WeightsError(
-            f"weights file {path} has SHA-256 {digest[: len(weights.sha256)]}..., expected "
-            f"{weights.sha256}...: it is corrupt or not the published file ({advice})"
-        )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _read_state_dict(path: Path, weights: Weights) -> StateDict:
-    """Read a state dict of tensors, refusing pickled code (``weights_only=True``) and other contents."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if path.suffix == ".ckpt" and isinstance(state, dict):
-                state = state.get("state_dict")
-    except Exception as error:  # unpickling errors come in many types; all mean "not a plain state dict"
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise WeightsError(
-            f"weights file {path} for '{weights.name}' cannot be read safely: {reason}"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise WeightsError(f"weights file {path} for '{weights.name}' is not a state dict of tensors")
-    return state

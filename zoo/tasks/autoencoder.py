@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, ClassVar, Literal, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -18,10 +18,14 @@ from torch import Tensor
 from torchmetrics import MeanSquaredError, MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from zoo.callbacks.drawing import IMAGE_TILE, captioned_grid, to_tiles
-from zoo.callbacks.figures import save_figure, should_draw
+from zoo.data.base import TaskKind
 from zoo.errors import DataError, ZooError
-from zoo.tasks.base import BaseTask, Stage, build_network
+from zoo.figures.drawing import IMAGE_TILE, captioned_grid, to_tiles
+from zoo.figures.saving import save_figure, should_draw
+from zoo.tasks.base import BaseTask, Stage, build_network, datamodule_of
+from zoo.tasks.data import input_stats
+from zoo.tasks.embeddings import write_embeddings
+from zoo.tasks.outputs import AutoencoderOutputs
 
 __all__ = ["Autoencoder", "AutoencoderTask", "reconstruction_figure"]
 
@@ -64,9 +68,13 @@ class AutoencoderTask(BaseTask):
     Figures: at the end of every validation epoch (not the sanity check) and of the test,
     ``figures/<when>-val-reconstructions.png`` (``test-``) in the run folder, also sent to W&B or TensorBoard as
     ``val/reconstructions``: the first ``reconstructions`` images of the split's first batch (the same images
-    every epoch) over their reconstructions, each captioned with its PSNR.
+    every epoch) over their reconstructions, each captioned with its PSNR. Validation and test steps return
+    :class:`~zoo.tasks.outputs.AutoencoderOutputs`.
     """
 
+    kind: ClassVar[TaskKind] = "autoencoder"
+    #: ``python -m zoo.predict`` writes the embeddings as NumPy arrays by default (``.pt`` when asked)
+    predictions_suffix: ClassVar[str] = ".npz"
     net: Autoencoder
     pixel_mean: Tensor
     pixel_std: Tensor
@@ -132,19 +140,21 @@ class AutoencoderTask(BaseTask):
     def setup(self, stage: str) -> None:
         """Check the data's channels and read how it normalises its images."""
         super().setup(stage)
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        shape = getattr(datamodule, "image_shape", None)
+        datamodule = datamodule_of(self._trainer)
+        if datamodule is None:
+            return
+        shape = datamodule.image_shape
         if shape is not None and shape[0] != self.in_channels:
             raise DataError(
                 f"the task has in_channels={self.in_channels} but {type(datamodule).__name__} has images with "
                 f"{shape[0]} channels; set --model.in_channels {shape[0]}"
             )
-        stats = _normalisation(datamodule)
-        if stats is not None and stats[0].numel() == self.in_channels:
-            self.pixel_mean.copy_(stats[0])
-            self.pixel_std.copy_(stats[1])
+        mean, std = input_stats(datamodule)
+        if mean is not None and std is not None and mean.numel() == self.in_channels:
+            self.pixel_mean.copy_(mean.flatten())
+            self.pixel_std.copy_(std.flatten())
 
-    def step(self, batch: tuple[Tensor, Tensor], stage: Stage) -> Tensor:
+    def step(self, batch: tuple[Tensor, Tensor], stage: Stage) -> AutoencoderOutputs:
         """Reconstruction loss of one batch; updates and logs the stage's metrics."""
         images, labels = batch
         logits = self(images)
@@ -156,7 +166,7 @@ class AutoencoderTask(BaseTask):
         if stage != "train" and self._shown is None and self.reconstructions > 0:
             keep = slice(0, self.reconstructions)
             self._shown = (target[keep].cpu(), reconstructed[keep].cpu(), labels[keep].cpu())
-        return loss
+        return {"loss": loss, "preds": reconstructed, "target": target}
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """The embedding and the label of every image in the batch."""
@@ -170,14 +180,12 @@ class AutoencoderTask(BaseTask):
         Returns:
             The line to print.
         """
-        from zoo.embed import write_embeddings  # zoo.embed imports this module
-
         if not batches:
             raise ZooError("there are no images to embed")
         embeddings = torch.cat([batch["embedding"] for batch in batches]).float().cpu()
         labels = torch.cat([batch["label"] for batch in batches]).cpu()
-        names = getattr(getattr(self.trainer, "datamodule", None), "classes", None)
-        write_embeddings(output, embeddings, labels, list(names) if names is not None else None)
+        data = datamodule_of(self._trainer)
+        write_embeddings(output, embeddings, labels, list(data.classes) if data is not None else None)
         return f"{len(labels)} embeddings of size {embeddings.shape[1]} written to {output}"
 
     # ---- figures -------------------------------------------------------------------------------------------
@@ -208,19 +216,9 @@ class AutoencoderTask(BaseTask):
             or not should_draw(self.trainer, every_n_epochs=1)
         ):
             return
-        names = getattr(getattr(self.trainer, "datamodule", None), "classes", None)
+        data = datamodule_of(self.trainer)
+        names = data.classes if data is not None else None
         save_figure(self.trainer, reconstruction_figure(*shown, names=names), f"{stage}/reconstructions")
-
-
-def _normalisation(datamodule: Any) -> tuple[Tensor, Tensor] | None:
-    """The per-channel ``(mean, std)`` (0..1 units) a DataModule normalises with: tensors for the in-memory
-    sets, tuples for image folders; None when it does not say."""
-    mean, std = getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
-    if mean is None or std is None:
-        return None
-    mean = torch.as_tensor(mean, dtype=torch.float32).flatten()
-    std = torch.as_tensor(std, dtype=torch.float32).flatten()
-    return (mean, std) if 0 < mean.numel() == std.numel() else None
 
 
 def reconstruction_figure(

@@ -3,25 +3,33 @@
 A task (torchgeo's trainers are the model here) is built in a fixed order: save the hyperparameters, then
 :meth:`BaseTask.configure_models`, :meth:`BaseTask.configure_losses` and :meth:`BaseTask.configure_metrics`.
 The metric collection it returns is cloned once per stage with ``train_``/``val_``/``test_`` prefixes; a task's
-``step`` updates it every batch and :meth:`BaseTask.log_epoch_metrics` logs it once, at the end of the epoch. A
-task never knows which dataset it is given; it only checks that the data's ``num_classes`` agrees with its own.
+``step`` updates it every batch and :meth:`BaseTask.log_epoch_metrics` logs it once, at the end of the epoch.
+
+A task never knows which dataset it is given. It declares its :attr:`BaseTask.kind`, and reads the data only
+through :class:`~zoo.data.base.ZooDataModule`'s declared names: it refuses data that does not serve its kind, and
+checks that the data's ``num_classes`` agrees with its own. Its validation and test steps return their outputs
+(:mod:`zoo.tasks.outputs`), which Lightning hands to the callbacks.
 """
 
 from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from zoo.data.base import TaskKind, ZooDataModule
 from zoo.errors import DataError, ZooError
 from zoo.models import create_model
+from zoo.tasks.outputs import detached
 
-__all__ = ["BaseTask", "NonFiniteLossError", "Stage", "build_network"]
+__all__ = ["BaseTask", "NonFiniteLossError", "Stage", "WritesPredictions", "build_network", "datamodule_of"]
 
 Stage = Literal["train", "val", "test"]
 
@@ -29,6 +37,27 @@ Stage = Literal["train", "val", "test"]
 def _joined(parts: list[Tensor] | tuple[Tensor, ...]) -> Tensor:
     """``torch.cat(parts)``, without the copy when there is one part (a task that updates its metrics every batch)."""
     return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def datamodule_of(trainer: L.Trainer | None) -> ZooDataModule | None:
+    """The trainer's DataModule when it is a :class:`~zoo.data.base.ZooDataModule`; None otherwise.
+
+    A plain ``LightningDataModule``, plain loaders or no trainer at all declare nothing a task or callback may
+    read, so they give None.
+    """
+    # Lightning sets the attribute at run time without declaring it on the Trainer class
+    datamodule = getattr(trainer, "datamodule", None)
+    return datamodule if isinstance(datamodule, ZooDataModule) else None
+
+
+@runtime_checkable
+class WritesPredictions(Protocol):
+    """A task whose predictions are not one CSV row an image (detection, segmentation, style transfer, autoencoder)
+    and that writes them itself."""
+
+    def write_predictions(self, batches: list[Any], output: Path) -> str:
+        """Write what ``predict_step`` returned, batch by batch, to ``output``; return the line to print."""
+        ...
 
 
 class NonFiniteLossError(ZooError):
@@ -53,12 +82,16 @@ class BaseTask(L.LightningModule):
     """Template for the tasks. Subclasses set their typed attributes, then call ``super().__init__()``.
 
     Class attributes:
+        kind: what the task does with the data; it trains only on a ``ZooDataModule`` whose ``kinds`` list it.
         monitor: the logged metric that picks the best checkpoint.
         mode: whether ``monitor`` is better when ``"min"`` or ``"max"``.
+        predictions_suffix: the suffix of ``python -m zoo.predict``'s default output (``""``: a folder).
     """
 
+    kind: ClassVar[TaskKind]
     monitor: ClassVar[str] = "val_loss"
     mode: ClassVar[Literal["min", "max"]] = "min"
+    predictions_suffix: ClassVar[str] = ".csv"
 
     #: set by tasks whose outputs are class scores, checked against the data's ``num_classes``
     num_classes: int | None = None
@@ -99,8 +132,13 @@ class BaseTask(L.LightningModule):
         """The metrics of one stage; the base class clones them per stage."""
 
     @abstractmethod
-    def step(self, batch: Any, stage: Stage) -> Tensor:
-        """Compute the loss of one batch, update that stage's metrics and log them."""
+    def step(self, batch: Any, stage: Stage) -> Mapping[str, Any]:
+        """Compute the loss of one batch, update that stage's metrics and log them.
+
+        Returns:
+            The batch's outputs as :mod:`zoo.tasks.outputs` describes them for the task's kind, ``"loss"`` with
+            its gradient: :meth:`training_step` keeps the loss, the evaluation steps return them detached.
+        """
 
     # ---- Lightning hooks -------------------------------------------------------------------------------------
 
@@ -191,7 +229,7 @@ class BaseTask(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         """One optimisation step's loss; a NaN or infinite loss stops the run and names the step."""
-        loss = self.step(batch, "train")
+        loss: Tensor = self.step(batch, "train")["loss"]
         value = loss.item()  # one small op (the check as torch.isfinite and bool costs two)
         if not math.isfinite(value):
             raise NonFiniteLossError(
@@ -200,13 +238,13 @@ class BaseTask(L.LightningModule):
             )
         return loss
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        """Validation loss and metrics."""
-        self.step(batch, "val")
+    def validation_step(self, batch: Any, batch_idx: int) -> Mapping[str, Any]:
+        """Validation loss and metrics; the batch's outputs, detached, for the callbacks."""
+        return detached(self.step(batch, "val"))
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        """Test loss and metrics."""
-        self.step(batch, "test")
+    def test_step(self, batch: Any, batch_idx: int) -> Mapping[str, Any]:
+        """Test loss and metrics; the batch's outputs, detached, for the callbacks."""
+        return detached(self.step(batch, "test"))
 
     def configure_optimizers(self) -> Any:
         """Adam at 1e-3, used when no recipe gives ``optimizer:`` (recipes replace this method)."""
@@ -220,21 +258,28 @@ class BaseTask(L.LightningModule):
                 set_total_steps(self.trainer.estimated_stepping_batches)
 
     def setup(self, stage: str) -> None:
-        """Check that the data's ``num_classes`` matches the task's before any step runs."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        data_classes = getattr(datamodule, "num_classes", None)
+        """Check, before any step runs, that the data serves this task's kind and has as many classes."""
+        datamodule = datamodule_of(self._trainer)
+        if datamodule is None:
+            return
+        name = type(datamodule).__name__
+        if self.kind not in datamodule.kinds:
+            served = ", ".join(sorted(datamodule.kinds)) or "no task"
+            raise DataError(
+                f"{type(self).__name__} needs {self.kind} data, but {name} serves {served}; choose a DataModule "
+                f"for {self.kind}"
+            )
         background = int(self.data_counts_background)
         if (
             self.num_classes is not None
-            and data_classes is not None
-            and data_classes != self.num_classes + background
+            and (data_classes := datamodule.num_classes) != self.num_classes + background
         ):
             counted = " (background included)" if background else ""
             raise DataError(
-                f"the task has num_classes={self.num_classes} but {type(datamodule).__name__} has "
+                f"the task has num_classes={self.num_classes} but {name} has "
                 f"{data_classes} classes{counted}; set --model.num_classes {data_classes - background}"
             )
-        shape = getattr(datamodule, "image_shape", None)
+        shape = datamodule.image_shape
         if shape is not None:
             self.example_input_array = torch.zeros(1, *shape)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -11,9 +11,11 @@ from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from zoo.data.base import TaskKind
 from zoo.errors import ZooError
 from zoo.models.base import Backbone
-from zoo.tasks.base import BaseTask, Stage, build_network
+from zoo.tasks.base import BaseTask, Stage, build_network, datamodule_of
+from zoo.tasks.outputs import ClassificationOutputs
 
 __all__ = ["ClassificationTask"]
 
@@ -45,9 +47,10 @@ class ClassificationTask(BaseTask):
 
     Metrics: ``acc`` (top-1), ``acc_top5`` when there are more than 5 classes, ``loss``; at test also the
     accuracy of each class, logged as ``test_acc/<class>``. The best checkpoint is the one with the highest
-    ``val_acc``.
+    ``val_acc``. Validation and test steps return :class:`~zoo.tasks.outputs.ClassificationOutputs`.
     """
 
+    kind: ClassVar[TaskKind] = "classification"
     num_classes: int
     #: the network as forward calls it: ``net`` itself, or its ``torch.compile`` wrapper
     _run_net: Callable[[Tensor], Tensor]
@@ -141,7 +144,7 @@ class ClassificationTask(BaseTask):
             logits = (logits + self._run_net(images.flip(3))) / 2
         return logits
 
-    def step(self, batch: tuple[Tensor, Tensor], stage: Stage) -> Tensor:
+    def step(self, batch: tuple[Tensor, Tensor], stage: Stage) -> ClassificationOutputs:
         """Cross-entropy of one batch; logs it and updates the stage's metrics."""
         images, labels = batch
         logits = self(images)
@@ -150,15 +153,17 @@ class ClassificationTask(BaseTask):
         self.log_loss(stage, loss, len(labels))
         if stage == "test":
             self.class_accuracy.update(logits, labels)
-        return loss
+        return {"loss": loss, "logits": logits, "target": labels}
 
     def on_test_epoch_end(self) -> None:
         """Log the test metrics and the accuracy of every class, by name when the data has class names."""
         super().on_test_epoch_end()
         per_class = self.class_accuracy.compute()
         self.class_accuracy.reset()
-        names = getattr(getattr(self.trainer, "datamodule", None), "classes", None)
-        names = list(names) if names is not None and len(names) == len(per_class) else range(len(per_class))
+        data = datamodule_of(self.trainer)
+        names: Sequence[Any] = range(len(per_class))
+        if data is not None and len(data.classes) == len(per_class):
+            names = data.classes
         # already gathered from every rank by torchmetrics; sync_dist only averages identical values
         self.log_dict({f"test_acc/{n}": v for n, v in zip(names, per_class, strict=True)}, sync_dist=True)
 

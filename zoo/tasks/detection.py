@@ -12,6 +12,7 @@ validation or test set.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -22,8 +23,10 @@ from torchmetrics.detection import MeanAveragePrecision
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
+from zoo.data.base import TaskKind
 from zoo.errors import ZooError
 from zoo.tasks.base import BaseTask, Stage, build_network
+from zoo.tasks.outputs import DetectionOutputs, detached
 
 __all__ = ["LOGGED_MAP", "DetectionTask", "detection_metrics"]
 
@@ -64,9 +67,11 @@ class DetectionTask(BaseTask):
     PASCAL VOC criterion.
 
     In evaluation mode ``task(images)`` (a list of ``(3, H, W)`` images) returns one dict per image: ``boxes``
-    ``(N, 4)`` ``XYXY`` in pixels, ``labels`` ``(N,)`` 1-based, ``scores`` ``(N,)``, best first.
+    ``(N, 4)`` ``XYXY`` in pixels, ``labels`` ``(N,)`` 1-based, ``scores`` ``(N,)``, best first. Validation and
+    test steps return these detections with the truth, :class:`~zoo.tasks.outputs.DetectionOutputs`.
     """
 
+    kind: ClassVar[TaskKind] = "detection"
     num_classes: int
     monitor: ClassVar[str] = "val_map_50"
     mode: ClassVar[Literal["min", "max"]] = "max"
@@ -120,7 +125,7 @@ class DetectionTask(BaseTask):
         """Detections of each image (evaluation mode): ``boxes`` ``XYXY`` pixels, 1-based ``labels``, ``scores``."""
         return self.net(images)
 
-    def step(self, batch: tuple[Images, Targets], stage: Stage) -> Tensor:
+    def step(self, batch: tuple[Images, Targets], stage: Stage) -> Mapping[str, Tensor]:
         """The training loss of one batch (the sum of the detector's four losses), logged with its parts.
 
         Validation and test do not call this: a torchvision detector gives detections, not losses, in evaluation
@@ -147,22 +152,23 @@ class DetectionTask(BaseTask):
             sync_dist=True,
             batch_size=size,
         )
-        return loss
+        return {"loss": loss}
 
-    def evaluate(self, batch: tuple[Images, Targets], stage: Stage) -> Detections:
+    def evaluate(self, batch: tuple[Images, Targets], stage: Stage) -> DetectionOutputs:
         """Detect the objects of one batch and add them, with the truth, to the stage's mAP."""
         images, targets = batch
         detections = self(_plain(images))
-        self.metrics_of(stage).update(detections, [_boxes_and_labels(t) for t in targets])
-        return detections
+        truth = [_boxes_and_labels(t) for t in targets]
+        self.metrics_of(stage).update(detections, truth)
+        return {"preds": detections, "target": truth}
 
-    def validation_step(self, batch: tuple[Images, Targets], batch_idx: int) -> None:
-        """Detections added to the validation mAP."""
-        self.evaluate(batch, "val")
+    def validation_step(self, batch: tuple[Images, Targets], batch_idx: int) -> DetectionOutputs:
+        """Detections added to the validation mAP; returned, detached, with the truth for the callbacks."""
+        return detached(self.evaluate(batch, "val"))
 
-    def test_step(self, batch: tuple[Images, Targets], batch_idx: int) -> None:
-        """Detections added to the test mAP."""
-        self.evaluate(batch, "test")
+    def test_step(self, batch: tuple[Images, Targets], batch_idx: int) -> DetectionOutputs:
+        """Detections added to the test mAP; returned, detached, with the truth for the callbacks."""
+        return detached(self.evaluate(batch, "test"))
 
     def log_epoch_metrics(self, stage: Stage) -> None:
         """Log the stage's mAP values (:data:`LOGGED_MAP`) over the whole epoch, then reset the metric.

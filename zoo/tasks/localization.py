@@ -16,9 +16,11 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchvision.ops import box_iou, generalized_box_iou_loss
 
+from zoo.data.base import TaskKind
 from zoo.errors import ZooError
 from zoo.models.base import Backbone
 from zoo.tasks.base import BaseTask, Stage, build_network
+from zoo.tasks.outputs import LocalizationOutputs
 
 __all__ = ["AccuracyAtIoU", "BoxLoss", "LocalizationTask", "MeanBoxIoU", "paired_iou"]
 
@@ -75,8 +77,10 @@ class LocalizationTask(BaseTask):
 
     Metrics: ``acc`` (class), ``iou`` (mean IoU of predicted and true boxes), ``acc_iou50`` (class right and
     IoU at least 0.5), ``loss``, ``cls_loss``, ``box_loss``. The best checkpoint has the highest ``val_acc_iou50``.
+    Validation and test steps return :class:`~zoo.tasks.outputs.LocalizationOutputs`.
     """
 
+    kind: ClassVar[TaskKind] = "localization"
     num_classes: int
     monitor: ClassVar[str] = "val_acc_iou50"
     mode: ClassVar[Literal["min", "max"]] = "max"
@@ -147,7 +151,7 @@ class LocalizationTask(BaseTask):
         logits, boxes = self.predict_normalised(images)
         return logits, boxes * _scale(images)
 
-    def step(self, batch: tuple[Tensor, dict[str, Tensor]], stage: Stage) -> Tensor:
+    def step(self, batch: tuple[Tensor, dict[str, Tensor]], stage: Stage) -> LocalizationOutputs:
         """Cross-entropy plus ``box_weight`` times the box loss; updates and logs the stage's metrics."""
         images, target = batch
         labels = target["labels"] - 1  # the data counts the background as 0
@@ -160,13 +164,20 @@ class LocalizationTask(BaseTask):
         else:
             box_loss = F.smooth_l1_loss(boxes, true_boxes, beta=0.05)
         loss = cls_loss + self.box_weight * box_loss
+        pixel_boxes = boxes.detach() * scale
         self.update_metrics(
-            stage, preds=logits, target=labels, pred_boxes=boxes * scale, true_boxes=target["boxes"]
+            stage, preds=logits, target=labels, pred_boxes=pixel_boxes, true_boxes=target["boxes"]
         )
         self.log_loss(stage, loss, len(labels))
         self.log_loss(stage, cls_loss, len(labels), name="cls_loss")
         self.log_loss(stage, box_loss, len(labels), name="box_loss")
-        return loss
+        return {
+            "loss": loss,
+            "logits": logits,
+            "target": labels,
+            "boxes": pixel_boxes,
+            "target_boxes": target["boxes"],
+        }
 
     def predict_step(self, batch: tuple[Tensor, dict[str, Tensor]], batch_idx: int) -> dict[str, Tensor]:
         """Predicted class (1-based, as the data counts), its probability, box in pixels, and the truth."""

@@ -19,10 +19,12 @@ from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
+from zoo.data.base import TaskKind
 from zoo.data.targets import IGNORE_INDEX
 from zoo.errors import DataError, ZooError
 from zoo.models.base import Backbone
-from zoo.tasks.base import BaseTask, Stage, build_network
+from zoo.tasks.base import BaseTask, Stage, build_network, datamodule_of
+from zoo.tasks.outputs import SegmentationOutputs
 
 __all__ = ["SegmentationLoss", "SegmentationTask", "pixel_cross_entropy", "voc_palette"]
 
@@ -86,9 +88,11 @@ class SegmentationTask(BaseTask):
     matrix), ``pixel_acc`` (share of the counted pixels classified right), ``loss`` (the main head's
     cross-entropy; in training plus the auxiliary term); at test also the IoU of every class, logged as
     ``test_iou/<class>`` ("background" first, then the data's ``classes``; NaN for a class in neither the
-    predictions nor the truth). The best checkpoint has the highest ``val_miou``.
+    predictions nor the truth). The best checkpoint has the highest ``val_miou``. Validation and test steps return
+    :class:`~zoo.tasks.outputs.SegmentationOutputs`.
     """
 
+    kind: ClassVar[TaskKind] = "segmentation"
     num_classes: int
     monitor: ClassVar[str] = "val_miou"
     mode: ClassVar[Literal["min", "max"]] = "max"
@@ -166,7 +170,7 @@ class SegmentationTask(BaseTask):
                 f"{self.ignore_index}; check --model.num_classes against the data"
             )
 
-    def step(self, batch: tuple[Tensor, Tensor], stage: Stage) -> Tensor:
+    def step(self, batch: tuple[Tensor, Tensor], stage: Stage) -> SegmentationOutputs:
         """Cross-entropy of one batch (plus the auxiliary term in training); updates and logs the metrics."""
         images, masks = batch
         self._check_masks(masks)
@@ -182,15 +186,14 @@ class SegmentationTask(BaseTask):
         self.log_loss(stage, loss, len(images))
         if stage == "test":
             self.class_iou.update(predicted, masks)
-        return loss
+        # the logits (num_classes times the masks' size) stay here: the predicted classes say what callbacks need
+        return {"loss": loss, "preds": predicted, "target": masks}
 
     def class_names(self) -> list[str]:
         """``"background"`` and the data's ``classes``, or the class numbers when the data names none."""
-        names = (
-            getattr(getattr(self._trainer, "datamodule", None), "classes", None) if self._trainer else None
-        )
-        if names is not None and len(names) + 1 == self.num_classes:
-            return ["background", *names]
+        data = datamodule_of(self._trainer)
+        if data is not None and len(data.classes) + 1 == self.num_classes:
+            return ["background", *data.classes]
         return [str(index) for index in range(self.num_classes)]
 
     def on_test_epoch_end(self) -> None:

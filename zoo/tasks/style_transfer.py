@@ -23,20 +23,22 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchvision.transforms import v2
 
-from zoo.callbacks.drawing import tile_grid
-from zoo.callbacks.figures import EVERY_N_EPOCHS, save_figure, should_draw, write_png
-from zoo.data.images import read_image
+from zoo.data.base import TaskKind
+from zoo.data.readers.images import read_image
 from zoo.errors import ZooError
+from zoo.figures.drawing import tile_grid
+from zoo.figures.saving import EVERY_N_EPOCHS, save_figure, should_draw, write_png
 from zoo.models.style import (
     LossArch,
     Losses,
     PerceptualLoss,
-    TransformerNet,
     layer_names,
     loss_network,
 )
-from zoo.models.weights import WeightsError
+from zoo.models.transformer_net import TransformerNet
+from zoo.models.weights_files import WeightsError
 from zoo.tasks.base import BaseTask, Stage
+from zoo.tasks.outputs import StyleTransferOutputs
 
 __all__ = [
     "GATYS_CONTENT_WEIGHT",
@@ -95,9 +97,11 @@ class StyleTransferTask(BaseTask):
     content images above their stylised versions, as PNGs in the run folder and images in W&B.
 
     Checkpoints hold only the transformer: the loss network is built when a fit, validation or test starts and
-    is kept out of the state dict, so ``zoo.predict`` needs no VGG weights.
+    is kept out of the state dict, so ``zoo.predict`` needs no VGG weights. Validation and test steps return
+    :class:`~zoo.tasks.outputs.StyleTransferOutputs`.
     """
 
+    kind: ClassVar[TaskKind] = "style_transfer"
     monitor: ClassVar[str] = "val_loss"
     mode: ClassVar[Literal["min", "max"]] = "min"
     #: ``zoo.predict`` writes a folder of PNG files, by default ``<checkpoint>-predictions/``
@@ -192,7 +196,7 @@ class StyleTransferTask(BaseTask):
         loss = self.perceptual_loss()
         return loss(outputs, loss.content_targets(contents))
 
-    def step(self, batch: tuple[Tensor, Any], stage: Stage) -> Tensor:
+    def step(self, batch: tuple[Tensor, Any], stage: Stage) -> StyleTransferOutputs:
         """The weighted loss of one batch of content images; logs every term."""
         images, _ = batch
         outputs = self(images)
@@ -211,7 +215,7 @@ class StyleTransferTask(BaseTask):
         self.log_dict(terms, on_step=train, on_epoch=True, sync_dist=True, batch_size=size)
         if not train and self._shown is None and self.figure_images > 0:
             self._shown = (images[: self.figure_images].detach(), outputs[: self.figure_images].detach())
-        return losses.total
+        return {"loss": losses.total, "preds": outputs}
 
     def on_validation_epoch_start(self) -> None:
         """Forget the previous epoch's figure images."""

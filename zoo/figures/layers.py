@@ -1,7 +1,9 @@
 """Finding layers by name and catching what they compute, for the figure callbacks and ``zoo.visualize``.
 
 Layers are named as in ``task.named_modules()``: a task keeps its network as ``net``, so LeNet-5's first
-convolution is ``net.features.0``.
+convolution is ``net.features.0``. The evaluation callbacks read a task's outputs from what its steps return
+(:mod:`zoo.tasks.outputs`); :class:`OutputTap` is for what no step returns, such as the logits of training
+batches (``benchmarks/degradation.py``).
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ def capture(layers: dict[str, nn.Module]) -> Iterator[dict[str, Tensor]]:
 
 
 class OutputTap:
-    """Keeps the last output of a module's forward while attached, so a callback sees a task's logits without
-    running the network again (the task computes them in its own ``validation_step``)."""
+    """Keeps the last output of a module's forward while attached, so a callback sees what a network computed in
+    a step without running it again (a training step returns only its loss)."""
 
     def __init__(self) -> None:
         self.output: Tensor | None = None

@@ -1,0 +1,69 @@
+"""What a command needs to know about its process: its rank, the hardware, and quiet defaults.
+
+W&B goes offline by itself when nobody is logged in (it never prompts), and Lightning's adverts and the warnings
+that say nothing to a zoo user are filtered out.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import platform
+import warnings
+
+__all__ = ["hardware", "is_child_rank", "quiet_defaults", "wandb_logged_in"]
+
+#: environment variables through which launchers (Lightning's, torchrun, SLURM) give a process its rank
+_RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+
+
+def is_child_rank() -> bool:
+    """Whether this process is a rank other than zero of a multi-process launch."""
+    return any(int(os.environ.get(name, "0")) != 0 for name in _RANK_VARIABLES)
+
+
+def wandb_logged_in() -> bool:
+    """Whether W&B has credentials (``WANDB_API_KEY`` or a ``~/.netrc`` entry), so that it can run online."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def _without_adverts(record: logging.LogRecord) -> bool:
+    """Drop Lightning's suggestions to install its cloud services, and its note on our own model summary."""
+    return not record.getMessage().startswith(("💡 Tip", "Trainer already configured with model summary"))
+
+
+def quiet_defaults() -> None:
+    """W&B offline without a login and silent; no Lightning adverts; no warnings that do not concern zoo users."""
+    if "WANDB_MODE" not in os.environ and not wandb_logged_in():
+        os.environ["WANDB_MODE"] = "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")
+    for handler in logging.getLogger("lightning.pytorch").handlers:
+        if _without_adverts not in handler.filters:
+            handler.addFilter(_without_adverts)
+    warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden.*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r"LightningCLI.s args parameter is intended.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided.*")
+
+
+def hardware() -> str:
+    """The device a run trains on, in words, for ``metrics.json`` and the benchmarks' reports."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU: {name}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"

@@ -1,0 +1,260 @@
+"""``zoo fit``: train a recipe in a run folder of its own, then evaluate its best checkpoint.
+
+The run folder, ``<trainer.default_root_dir>/<recipe>/<date-time>``, holds ``config.yaml`` (the resolved config),
+``last.ckpt`` (written every ``--save_every_n_steps`` steps and every epoch, atomically), ``best.ckpt``,
+``metrics.json`` (validation and test metrics of the best checkpoint, epochs, wall time, hardware, the published
+reference) and the W&B run. ``--ckpt_path last`` or ``--ckpt_path RUN/last.ckpt`` resumes a run with its own
+config (see :mod:`zoo.cli.runs`).
+
+Under DDP, Lightning starts the other ranks by running the same command again; they read the arguments rank
+zero resolved (and its run folder) from the environment, so that every rank trains the same config.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
+
+from zoo.callbacks import LastCheckpoint, LogConfig
+from zoo.cli.arguments import recipe_arguments, without
+from zoo.cli.checkpoints import RUN_CONFIG, checked_checkpoint
+from zoo.cli.environment import hardware, is_child_rank
+from zoo.cli.errors import answer_bad_input
+from zoo.cli.flags import token_key
+from zoo.cli.lightning import ZooCLI, metrics_of
+from zoo.cli.recipes import describe_recipes, read_recipe
+from zoo.cli.runs import (
+    LAST,
+    Change,
+    check_changes,
+    find_run,
+    given_values,
+    lookup,
+    new_run_dir,
+    record_changes,
+    run_of,
+)
+from zoo.errors import ZooError
+
+__all__ = ["FitCLI", "main"]
+
+USAGE = (
+    "zoo fit --recipe NAME|PATH [--ckpt_path last|PATH] [--resume_with_changes] [--run_dir DIR] "
+    "[--save_every_n_steps N] [--KEY VALUE ...]   (zoo list shows the recipes)"
+)
+#: set by rank zero for the ranks Lightning's launcher starts: the run folder, and the resolved arguments
+_RUN_DIR_ENV = "_ZOO_RUN_DIR"
+_ARGUMENTS_ENV = "_ZOO_FIT_ARGUMENTS"
+
+
+class FitCLI(ZooCLI):
+    """``zoo fit``: LightningCLI's ``fit`` in a run folder, followed by the best checkpoint's evaluation.
+
+    Args:
+        args: LightningCLI's arguments (the config file first).
+        recipe: the recipe's name, the run folder's parent.
+        changes: overrides that change a resumed run's config (asked for with ``--resume_with_changes``).
+        argv: the command line as given, recorded with the changes.
+    """
+
+    command = "fit"
+    usage = USAGE
+
+    def __init__(
+        self, args: Sequence[str], *, recipe: str, changes: Sequence[Change] = (), argv: Sequence[str] = ()
+    ) -> None:
+        self.recipe, self.changes, self.argv = recipe, list(changes), list(argv)
+        self.run_dir = Path()
+        self.resolved_config = ""
+        self.started = 0.0
+        super().__init__(args)
+
+    def before_instantiate_classes(self) -> None:
+        """Choose the run folder; W&B writes into it, under the run's name, and resumes its own run."""
+        super().before_instantiate_classes()
+        options = self.options
+        self.run_dir = self._choose_run_dir(Path(options.trainer.default_root_dir), options)
+        loggers = options.trainer.logger
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            if str(getattr(logger, "class_path", "")).endswith("WandbLogger"):
+                init = logger.init_args
+                init.save_dir = str(self.run_dir)
+                init.name = init.name or f"{self.recipe}/{self.run_dir.name}"
+                init.id = init.id or f"{self.recipe}-{self.run_dir.name}".replace("/", "-")
+                init.resume = init.resume or "allow"
+                online = os.environ.get("WANDB_MODE", "online") in ("online", "run")
+                if online and init.log_model is False:  # upload checkpoints only where they can go
+                    init.log_model = True
+
+    def _choose_run_dir(self, root: Path, options: Any) -> Path:
+        child = is_child_rank()
+        inherited = os.environ.get(_RUN_DIR_ENV)
+        if child and inherited:
+            run_dir = Path(inherited)
+        elif options.run_dir:
+            run_dir = Path(options.run_dir).expanduser()
+            resuming = options.ckpt_path and run_of(Path(options.ckpt_path)) == run_dir
+            if not child and not resuming and (run_dir / LAST).exists():
+                raise ZooError(
+                    f"{run_dir} already holds a run; resume it with --ckpt_path last or pick another"
+                )
+            run_dir.mkdir(parents=True, exist_ok=True)
+        elif child:
+            raise ZooError(
+                "this process is one rank of a multi-process launch (torchrun, SLURM): pass --run_dir so that "
+                "every process writes to the same run folder"
+            )
+        else:
+            run_dir = new_run_dir(root / self.recipe)
+        os.environ[_RUN_DIR_ENV] = str(run_dir)
+        return run_dir
+
+    def extra_callbacks(self) -> list[Callback]:
+        """The best checkpoint, ``last.ckpt`` and the resolved config sent to the loggers."""
+        dumped = yaml.safe_load(self._parser(self.subcommand).dump(self.options, skip_none=False))
+        for key in ("ckpt_path", "weights_only"):  # how this process started, not what the run trains
+            dumped.pop(key, None)
+        self.resolved_config = yaml.safe_dump(dumped, sort_keys=False)
+        task = self.model
+        return [
+            ModelCheckpoint(
+                dirpath=self.run_dir,
+                filename="best",
+                monitor=task.monitor,
+                mode=task.mode,
+                save_top_k=1,
+                enable_version_counter=False,
+            ),
+            LastCheckpoint(self.run_dir, every_n_train_steps=self.options.save_every_n_steps),
+            LogConfig(dumped),
+        ]
+
+    def before_fit(self) -> None:
+        """Write ``config.yaml`` for a new run; for a resume asked to change it, record and print the changes."""
+        config_file = self.run_dir / RUN_CONFIG
+        if self.trainer.is_global_zero and not is_child_rank():
+            if self.changes:
+                history = record_changes(self.run_dir, self.changes, self.argv)
+                config_file.write_text(self.resolved_config)
+                for key, was, now in self.changes:
+                    print(f"resuming with a change: {key} {was!r} -> {now!r} (recorded in {history})")
+            elif not config_file.exists():
+                config_file.write_text(self.resolved_config)
+        self.started = time.perf_counter()
+
+    def after_fit(self) -> None:
+        """Evaluate the best checkpoint on the validation and test splits; write ``metrics.json``."""
+        trainer, task, data = self.trainer, self.model, self.datamodule
+        fit_seconds = time.perf_counter() - self.started
+        best = next(
+            (c.best_model_path for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), ""
+        )
+        ckpt = best or None  # fast_dev_run saves no checkpoint: evaluate the weights in memory
+        safe = True if ckpt else None
+        val = trainer.validate(task, datamodule=data, ckpt_path=ckpt, verbose=False, weights_only=safe)
+        test = trainer.test(task, datamodule=data, ckpt_path=ckpt, weights_only=safe)
+        if not trainer.is_global_zero:
+            return
+        reference = self.options.reference
+        tested = metrics_of(test[0]) if test else {}
+        result = {
+            "recipe": self.recipe,
+            "run_dir": str(self.run_dir),
+            "best_checkpoint": best,
+            "val": metrics_of(val[0]) if val else {},
+            "test": tested,
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "fit_seconds": round(fit_seconds, 1),
+            "hardware": hardware(),
+            "devices": trainer.world_size,
+            "date": dt.date.today().isoformat(),
+            "reference": vars(reference) if reference is not None else None,
+        }
+        (self.run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        reached = tested.get(reference.metric) if reference is not None else None
+        if reference is not None and reached is not None:
+            if reference.value is not None:
+                print(f"{reference.metric} {reached:.4f} (published {reference.value} by {reference.source})")
+            else:
+                print(f"{reference.metric} {reached:.4f} (no published figure: {reference.note})")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.finish()  # the next run in this process must not append to this one
+                if os.environ.get("WANDB_MODE") == "offline":
+                    print(f"W&B ran offline; upload with: wandb sync {self.run_dir / 'wandb'}/offline-run-*")
+        print(f"run folder: {self.run_dir}")
+
+
+def _resolve(argv: list[str]) -> tuple[list[str], str, list[Change]]:
+    """LightningCLI's arguments, the recipe's name and the changes to a resumed run, for ``argv``."""
+    allow_changes = any(token_key(t) == "--resume_with_changes" for t in argv)
+    argv = without(argv, "--resume_with_changes", takes_value=False)
+    arguments = recipe_arguments("fit", argv)
+    if arguments.ckpt_path is None:
+        return arguments.for_lightning(), arguments.recipe, []
+    overrides = without(without(arguments.overrides, "--ckpt_path"), "--run_dir")
+    given = given_values(overrides)
+    if arguments.ckpt_path == "last":
+        recipe = read_recipe(arguments.config) if arguments.config is not None else {}
+        root = (
+            given.get("trainer.default_root_dir") or lookup(recipe, "trainer.default_root_dir")[1] or "runs"
+        )
+        run: Path | None = find_run(
+            Path(str(root)).expanduser() / arguments.recipe, given, allow_changes=allow_changes
+        )
+        checkpoint = Path(run) / LAST if run else None
+    else:
+        checkpoint = checked_checkpoint(arguments.ckpt_path)
+        run = run_of(checkpoint)
+    if run is None:  # a checkpoint from elsewhere: a new run starts from it
+        return arguments.for_lightning(), arguments.recipe, []
+    changes = check_changes(run, given, allow_changes=allow_changes)
+    args = [
+        "--config",
+        str(run / RUN_CONFIG),
+        *overrides,
+        "--ckpt_path",
+        str(checkpoint),
+        "--run_dir",
+        str(run),
+    ]
+    return args, arguments.recipe, changes
+
+
+def _run(argv: list[str]) -> None:
+    if "--list" in argv:
+        print("\n".join(describe_recipes()))
+        return
+    inherited = os.environ.get(_ARGUMENTS_ENV) if is_child_rank() else None
+    if inherited:
+        args, recipe, changes = json.loads(inherited)
+    else:
+        args, recipe, changes = _resolve(argv)
+        os.environ[_ARGUMENTS_ENV] = json.dumps([args, recipe, changes])
+    try:
+        FitCLI(args, recipe=recipe, changes=[tuple(c) for c in changes], argv=argv)
+    finally:
+        if not is_child_rank():  # for this run's ranks only, not for later runs in this process
+            os.environ.pop(_RUN_DIR_ENV, None)
+            os.environ.pop(_ARGUMENTS_ENV, None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``zoo fit``; returns the exit status (2 for bad input, with one line on stderr).
+
+    Args:
+        argv: the arguments after ``fit`` (default: ``sys.argv[1:]``).
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    return answer_bad_input("zoo fit", lambda: _run(arguments))

@@ -1,0 +1,33 @@
+"""``zoo test``: evaluate a checkpoint on the test split and print its metrics as JSON.
+
+The config comes from the checkpoint's run folder (its ``config.yaml``) or from ``--recipe``; other
+``--key value`` arguments override it (``--data.root DIR``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from zoo.cli.errors import answer_bad_input
+from zoo.cli.lightning import ZooCLI, run_evaluation
+
+__all__ = ["TestCLI", "main"]
+
+
+class TestCLI(ZooCLI):
+    """LightningCLI's ``test``, printing the metrics."""
+
+    __test__ = False  # not a pytest test class
+    command = "test"
+    usage = "zoo test --ckpt_path CKPT [--recipe NAME|PATH] [--KEY VALUE ...]"
+
+    def after_test(self) -> None:
+        """Print the test metrics as JSON."""
+        self.print_metrics()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``zoo test``; returns the exit status (2 for bad input, with one line on stderr)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    return answer_bad_input("zoo test", lambda: run_evaluation(TestCLI, arguments))
