@@ -1,7 +1,7 @@
 """The degradation experiment of He et al. (2015): does a deeper plain network train worse than a shallower one?
 
     python benchmarks/degradation.py                          # plain20, plain56, resnet20, resnet56; 2 epochs each
-    python benchmarks/degradation.py --epochs 5 --out docs/degradation.png
+    python benchmarks/degradation.py --epochs 5 --output docs/degradation.png
     python benchmarks/degradation.py --nets plain20 plain56 --epochs 1
 
 Each network trains through ``python -m zoo.fit`` with its ``<net>_fashionmnist`` recipe, as shipped: the four
@@ -166,13 +166,13 @@ def main() -> None:
         "--epochs", type=int, default=2, help="epochs for every network (the same steps for all)"
     )
     parser.add_argument("--window", type=int, default=50, help="training steps averaged into one point")
-    parser.add_argument("--out", type=Path, default=Path("degradation.png"), help="the PNG of the curves")
+    parser.add_argument("--output", type=Path, default=Path("degradation.png"), help="the PNG of the curves")
     parser.add_argument(
         "--data_root", default=None, help="Fashion-MNIST's folder (default: the usual search)"
     )
     args = parser.parse_args()
-    if args.out.exists():
-        raise SystemExit(f"{args.out} exists; choose another --out (nothing is overwritten)")
+    if args.output.exists():
+        raise SystemExit(f"{args.output} exists; choose another --output (nothing is overwritten)")
     sys.path.insert(
         0, str(Path(__file__).resolve().parent)
     )  # so the CLI can import degradation.TrainingError
@@ -195,9 +195,9 @@ def main() -> None:
         print(f"| {net} | {100 * train_error:.2f}% | {100 * best_val:.2f}% | {100 * test_error:.2f}% | "
               f"{metrics['global_step']} | {metrics['fit_seconds']:.0f} s |")  # fmt: skip
     title = f"Fashion-MNIST, {args.epochs} epoch(s) each, training error over {args.window}-step windows"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    draw(results, args.window, title).save(args.out)
-    print(f"curves: {args.out}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    draw(results, args.window, title).save(args.output)
+    print(f"curves: {args.output}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """With 100 labels: a linear classifier on autoencoder embeddings, on raw pixels, and a convnet from scratch.
 
     python -m zoo.fit --recipe autoencoder_fashionmnist          # the autoencoder; it never sees a label
-    python benchmarks/embeddings_vs_pixels.py --ckpt runs/autoencoder_fashionmnist/<time>/best.ckpt --seeds 5
+    python benchmarks/embeddings_vs_pixels.py --ckpt_path runs/autoencoder_fashionmnist/<time>/best.ckpt --seeds 5
 
 For each seed, 100 labelled images are drawn from the DataModule's training split (10 per class). Then, each
 scored by its accuracy on the whole test split:
@@ -123,7 +123,7 @@ def convnet_accuracy(
 def main() -> None:
     """Parse the arguments, run every seed, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True, help="an autoencoder checkpoint written by zoo.fit")
+    parser.add_argument("--ckpt_path", required=True, help="an autoencoder checkpoint written by zoo fit")
     parser.add_argument("--recipe", help="its recipe, when the checkpoint is not in its run folder")
     parser.add_argument("--seeds", type=int, default=5, help="draws of the 100 labelled images")
     parser.add_argument("--per_class", type=int, default=10, help="labelled images per class")
@@ -132,7 +132,7 @@ def main() -> None:
     started = time.perf_counter()
     quiet_defaults()
 
-    task, data = load_autoencoder(options.ckpt, recipe=options.recipe, overrides=overrides)
+    task, data = load_autoencoder(options.ckpt_path, recipe=options.recipe, overrides=overrides)
     task.cpu()
     train_emb, train_y = embed_split(task, data, "train")
     test_emb, test_y = embed_split(task, data, "test")

@@ -182,6 +182,8 @@ def test_fit_leaves_a_complete_run_folder(idx_root: Path, tmp_path: Path) -> Non
         capture_output=True, text=True, cwd=TESTS.parent, timeout=300, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert validated.returncode == 0, validated.stderr[-2000:]
+    other_head = run_zoo("test", *common, "--model.init_args.num_classes", "5")  # another model than it trained
+    assert_one_line_error(other_head, "does not fit the configured model", "(10, 84) in the checkpoint, (5, 84)")
     assert (
         json.loads(validated.stdout[validated.stdout.rindex("{") :])["val_acc"] == metrics["val"]["val_acc"]
     )

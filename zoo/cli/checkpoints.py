@@ -8,10 +8,11 @@ before anything else reads it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from zoo.errors import ZooError
 
-__all__ = ["RUN_CONFIG", "checked_checkpoint", "run_config_of"]
+__all__ = ["RUN_CONFIG", "check_fits", "checked_checkpoint", "run_config_of"]
 
 #: the resolved config a fit writes into its run folder
 RUN_CONFIG = "config.yaml"
@@ -42,3 +43,32 @@ def run_config_of(checkpoint: str | Path | None) -> Path | None:
         return None
     config = Path(checkpoint).expanduser().parent / RUN_CONFIG
     return config if config.is_file() else None
+
+
+def check_fits(model: Any, path: str | Path) -> None:
+    """Refuse, in one line, a checkpoint whose weights do not fit ``model`` (another network or class count).
+
+    Lightning would stop with a state-dict traceback when it loads the checkpoint, after the data is read.
+
+    Raises:
+        ZooError: the checkpoint holds no ``state_dict``, or its keys or shapes differ from the model's.
+    """
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("state_dict")
+    if not isinstance(state, dict):
+        raise ZooError(f"checkpoint {path} holds no state_dict: it was not written by zoo fit")
+    own = model.state_dict()
+    problems = [f"{key} is missing" for key in own if key not in state]
+    problems += [f"{key} is not in the model" for key in state if key not in own]
+    problems += [
+        f"{key} is {tuple(state[key].shape)} in the checkpoint, {tuple(value.shape)} in the model"
+        for key, value in own.items()
+        if key in state and tuple(state[key].shape) != tuple(value.shape)
+    ]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ZooError(
+            f"checkpoint {path} does not fit the configured model: {problems[0]}{more}; give the recipe and "
+            "options it was trained with, or use the config.yaml of its run folder"
+        )

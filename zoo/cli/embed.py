@@ -82,8 +82,10 @@ def _run(argv: list[str]) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     task, data = load_autoencoder(options.ckpt_path, recipe=options.recipe, overrides=overrides)
     embeddings, labels = embed_split(task, data, options.split)
-    classes = getattr(data, "classes", None)
-    write_embeddings(out, embeddings, labels, list(classes) if classes else None)
+    from zoo.data import ZooDataModule
+
+    classes = list(data.classes) if isinstance(data, ZooDataModule) and data.classes else None
+    write_embeddings(out, embeddings, labels, classes)
     print(f"wrote {len(labels)} embeddings of size {embeddings.shape[1]} ({options.split} split) to {out}")
 
 

@@ -17,6 +17,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, ProgressBar, RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 
+from zoo.cli.checkpoints import check_fits
 from zoo.cli.environment import quiet_defaults
 from zoo.cli.errors import one_line
 from zoo.cli.recipes import Reference
@@ -134,6 +135,9 @@ class ZooCLI(LightningCLI):
             callbacks.append(RichProgressBar(leave=True))
         if trainer_config.get("enable_model_summary") is not False:
             callbacks.append(RichModelSummary(max_depth=2))
+        ckpt_path = self.options.get("ckpt_path") if self.subcommand else None
+        if ckpt_path:
+            check_fits(self.model, ckpt_path)  # one line now, not a state-dict traceback once the data is read
         return super().instantiate_trainer(callbacks=callbacks + self.extra_callbacks(), **kwargs)
 
 
