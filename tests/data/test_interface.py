@@ -14,7 +14,7 @@ import torch
 from conftest import make_cifar10, make_cifar100, make_coco_detection, make_idx_dataset, make_voc_segmentation
 from conftest import make_voc_detection as make_voc_detection_files
 from PIL import Image
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, default_collate
 
 import zoo.data
 from zoo.data import (
@@ -33,6 +33,8 @@ from zoo.data import (
     VOCSegmentationDataModule,
     ZooDataModule,
 )
+from zoo.data.targets import collate_detection
+from zoo.data.voc import collate_padded
 from zoo.errors import DataError
 
 HOOKS = {
@@ -160,17 +162,22 @@ def test_every_loader_comes_from_dataloader(name: str, tmp_path: Path) -> None:
         assert split == "val" or from_hook, f"{name} {split} is empty"
 
 
+#: how each DataModule's batches are put together: lists for detection, padding for VOC's whole images
+COLLATE = {"folder": default_collate, "shapes": collate_detection, "voc-segmentation": collate_padded,
+           "coco": collate_detection, "images": default_collate}  # fmt: skip
+
+
 @pytest.mark.parametrize("name", ["folder", "shapes", "voc-segmentation", "coco", "images"])
 def test_dataloader_shuffles_only_for_training(name: str, tmp_path: Path) -> None:
     data = FACTORIES[name](tmp_path)
     train = data.dataloader("train", train=True)
     assert isinstance(train, DataLoader) and isinstance(train.sampler, RandomSampler)
-    assert train.batch_size == data.batch_size
+    assert train.batch_size == data.batch_size and train.collate_fn is COLLATE[name]
     for split in ("train", "val", "test", "predict"):
         loader = data.dataloader(split)  # type: ignore[arg-type]
         assert isinstance(loader, DataLoader) and isinstance(loader.sampler, SequentialSampler)
         assert loader.batch_size == (1 if name == "images" and split == "predict" else data.eval_batch_size)
-        assert loader.num_workers == data.num_workers and loader.collate_fn is not None
+        assert loader.num_workers == data.num_workers and loader.collate_fn is COLLATE[name], split
 
 
 def test_in_order_batches_repeat_and_predict_is_test(tmp_path: Path) -> None:

@@ -311,8 +311,20 @@ def test_coco_loader_collates_lists_and_flips(tmp_path: Path) -> None:
     data.setup()
     batch_images, targets = next(iter(data.val_dataloader()))
     assert [tuple(i.shape) for i in batch_images] == [(3, 60, 80), (3, 60, 80)]
-    assert targets[0]["boxes"].tolist() == [[20.0, 20.0, 40.0, 40.0], [60.0, 40.0, 80.0, 60.0]]
+    upright = [[20.0, 20.0, 40.0, 40.0], [60.0, 40.0, 80.0, 60.0]]
+    assert targets[0]["boxes"].tolist() == upright  # evaluation: resized only, never flipped
     assert data.test_dataloader().dataset is data.datasets["val"]
+    # training flips an image at random, and its boxes with it: x1, x2 become 80 - x2, 80 - x1
+    mirrored = [[80 - x2, y1, 80 - x1, y2] for x1, y1, x2, y2 in upright]
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        train_images, train_targets = next(iter(data.dataloader("train")))  # in order: a.jpg first
+        flipped = torch.equal(train_images[0], batch_images[0].flip(-1))
+        assert flipped or torch.equal(train_images[0], batch_images[0])
+        assert train_targets[0]["boxes"].tolist() == (mirrored if flipped else upright)
+        seen.add(flipped)
+    assert seen == {True, False}
 
 
 def test_voc_found_in_the_system_dataset_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

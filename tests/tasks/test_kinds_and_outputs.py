@@ -10,6 +10,7 @@ from typing import Any, get_args
 import lightning as L
 import pytest
 import torch
+from conftest import make_idx_dataset
 from torch import Tensor
 
 import zoo.tasks
@@ -90,14 +91,19 @@ class PlainData(L.LightningDataModule):
 
     kinds = frozenset({"segmentation"})
     num_classes = 3
+    image_shape = (3, 8, 8)
 
 
-def test_a_plain_datamodule_is_not_checked_and_a_zoo_one_of_the_right_kind_passes() -> None:
-    task = ClassificationTask("mlp", num_classes=10, model_kwargs={"image_size": 8, "hidden": 4})
+def test_a_plain_datamodule_is_not_checked_and_a_zoo_one_of_the_right_kind_passes(tmp_path: Path) -> None:
+    task = ClassificationTask("mlp", num_classes=10, model_kwargs={"image_size": 28, "hidden": 4})
     task._trainer = _Trainer(PlainData())  # type: ignore[assignment]
-    task.setup("fit")
-    task._trainer = _Trainer(FashionMNISTDataModule())  # type: ignore[assignment]
-    task.setup("fit")
+    task.setup("fit")  # another kind and another class count, yet no error: none of it is read
+    assert task.example_input_array is None  # nor its image shape
+    data = FashionMNISTDataModule(str(make_idx_dataset(tmp_path, n_train=30, n_test=10)), val_size=0)
+    data.setup()
+    task._trainer = _Trainer(data)  # type: ignore[assignment]
+    task.setup("fit")  # classification with 10 classes: checked, and it passes to the end of the checks
+    assert task.example_input_array is not None and task.example_input_array.shape == (1, 1, 28, 28)
 
 
 def _quiet(task: BaseTask) -> BaseTask:
