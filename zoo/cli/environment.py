@@ -51,7 +51,9 @@ def quiet_defaults() -> None:
     warnings.filterwarnings("ignore", message=r"LightningCLI.s args parameter is intended.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
-    warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided.*")
+    warnings.filterwarnings(
+        "ignore", message=r".*callbacks used to create the checkpoint need to be provided.*"
+    )
 
 
 def hardware() -> str:

@@ -136,8 +136,8 @@ class ZooCLI(LightningCLI):
         if trainer_config.get("enable_model_summary") is not False:
             callbacks.append(RichModelSummary(max_depth=2))
         ckpt_path = self.options.get("ckpt_path") if self.subcommand else None
-        if ckpt_path:
-            check_fits(self.model, ckpt_path)  # one line now, not a state-dict traceback once the data is read
+        if ckpt_path:  # one line now, not a state-dict traceback once the data is read
+            check_fits(self.model, ckpt_path)
         return super().instantiate_trainer(callbacks=callbacks + self.extra_callbacks(), **kwargs)
 
 
