@@ -188,7 +188,7 @@ def test_fit_leaves_a_complete_run_folder(idx_root: Path, tmp_path: Path) -> Non
         "test", *common, "--model.init_args.num_classes", "5"
     )  # another model than it trained
     assert_one_line_error(
-        other_head, "does not fit the configured model", "(10, 84) in the checkpoint, (5, 84)"
+        other_head, "do not fit the configured model", "(10, 84) in the checkpoint, (5, 84)"
     )
     assert (
         json.loads(validated.stdout[validated.stdout.rindex("{") :])["val_acc"] == metrics["val"]["val_acc"]

@@ -150,8 +150,14 @@ def test_zoo_test_and_predict_take_an_autoencoder_checkpoint(run: Path, tmp_path
 
 def test_wrong_channels_are_one_line_and_exit_2(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = run / "config.yaml"
+    # a checkpoint of one channel into a three-channel model: refused before any data is read
     assert zoo_main("test", ["--config", str(config), "--ckpt_path", str(run / "best.ckpt"),
                              "--model.init_args.in_channels", "3"]) == 2  # fmt: skip
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "do not fit the configured model" in last and "(1,) in the checkpoint, (3,) in the model" in last
+    # a three-channel model on one-channel data, no checkpoint: refused when the data is read
+    assert zoo_main("fit", ["--config", str(config), "--model.init_args.in_channels", "3", "--run_dir",
+                            str(run.parent / "three"), "--trainer.fast_dev_run", "true"]) == 2  # fmt: skip
     assert "in_channels=3" in capsys.readouterr().err.strip().splitlines()[-1]
 
 

@@ -69,6 +69,6 @@ def check_fits(model: Any, path: str | Path) -> None:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ZooError(
-            f"checkpoint {path} does not fit the configured model: {problems[0]}{more}; give the recipe and "
-            "options it was trained with, or use the config.yaml of its run folder"
+            f"the checkpoint's weights do not fit the configured model: {problems[0]}{more}; give the recipe and "
+            f"options it was trained with, or use the config.yaml of its run folder ({path})"
         )
