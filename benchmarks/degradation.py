@@ -3,6 +3,7 @@
     python benchmarks/degradation.py                          # plain20, plain56, resnet20, resnet56; 2 epochs each
     python benchmarks/degradation.py --epochs 5 --output docs/degradation.png
     python benchmarks/degradation.py --nets plain20 plain56 --epochs 1
+    python benchmarks/degradation.py --from_json docs/degradation.json --output curves.png   # redraw, no training
 
 Each network trains through ``python -m zoo.fit`` with its ``<net>_fashionmnist`` recipe, as shipped: the four
 recipes share everything but the network (He et al.'s optimiser: SGD 0.1, momentum 0.9, weight decay 1e-4, batch
@@ -15,12 +16,15 @@ network in training mode, averaged over windows of ``--window`` steps. Validatio
 5,000 images at each epoch's end; test error that of the best checkpoint on the 10,000 test images.
 
 Prints a table (final training error over the last epoch, best validation error, test error, fit wall time) and
-draws the training-error curves, thin, with the validation errors as points, to a PNG (``--out``).
+draws the training-error curves, with the validation errors as points, to a PNG (``--output``) and an SVG beside
+it (``charts.py``). The numbers behind them, every step's count of errors and every validation error with each
+run's ``metrics.json``, are stored as JSON beside the chart, so ``--from_json`` can print and draw them again.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import json
 import sys
@@ -31,21 +35,16 @@ from typing import Any
 
 import lightning as L
 import torch
-from PIL import Image, ImageDraw
+from charts import Series, line_chart, save
+from matplotlib.figure import Figure
 
 from zoo.cli import main as zoo_main
 from zoo.cli.environment import hardware
-from zoo.figures.drawing import font
 from zoo.figures.layers import OutputTap, labelled_logits
 
 NETS = ("plain20", "plain56", "resnet20", "resnet56")
 #: one colour per network: the plain nets in warm colours, the residual ones in cool colours, deeper is darker
-COLOURS = {
-    "plain20": (240, 140, 60),
-    "plain56": (190, 30, 30),
-    "resnet20": (80, 160, 230),
-    "resnet56": (20, 60, 160),
-}
+COLOURS = {"plain20": "#f08c3c", "plain56": "#be1e1e", "resnet20": "#50a0e6", "resnet56": "#143ca0"}
 
 
 class TrainingError(L.Callback):
@@ -113,48 +112,59 @@ def run(net: str, epochs: int, folder: Path, data_root: str | None) -> dict[str,
     return {"metrics": json.loads(metrics_file.read_text()), "records": recorder.records}
 
 
-def draw(results: dict[str, dict[str, Any]], window: int, title: str) -> Image.Image:
-    """Training-error curves (lines) and validation errors (dots) of every network, on one chart."""
-    width, height, left, right, top, bottom = 900, 560, 70, 150, 40, 50
-    curves = {net: windowed(r["records"], window) for net, r in results.items()}
-    last_step = max(step for points in curves.values() for step, _ in points)
-    highest = max(err for r in results.values() for err in [e for _, e in windowed(r["records"], window)])
-    y_max = min(1.0, max(0.05, round(highest * 1.1 + 0.005, 2)))
-    image = Image.new("RGB", (width, height), "white")
-    pen = ImageDraw.Draw(image)
-    face = font(13)
-
-    def at(step: float, error: float) -> tuple[float, float]:
-        x = left + (width - left - right) * step / last_step
-        y = top + (height - top - bottom) * (1 - error / y_max)
-        return x, y
-
-    pen.rectangle([left, top, width - right, height - bottom], outline=(0, 0, 0))
-    for tick in range(6):  # error axis: 6 gridlines
-        error = y_max * tick / 5
-        _, y = at(0, error)
-        pen.line([left, y, width - right, y], fill=(225, 225, 225))
-        pen.text((left - 8, y), f"{100 * error:.0f}%", fill=(0, 0, 0), font=face, anchor="rm")
-    for tick in range(6):  # step axis
-        step = last_step * tick / 5
-        x, _ = at(step, 0)
-        pen.text((x, height - bottom + 8), f"{step:.0f}", fill=(0, 0, 0), font=face, anchor="mt")
-    pen.text(
-        ((left + width - right) / 2, height - 16), "optimiser step", fill=(0, 0, 0), font=face, anchor="mm"
+def chart(results: dict[str, dict[str, Any]], window: int, title: str) -> Figure:
+    """Training-error curves (lines) and validation errors (dots) of every network, in percent, on one chart."""
+    training, validation = [], []
+    for net, result in results.items():
+        steps, errors = zip(*windowed(result["records"], window), strict=True)
+        training.append(Series(f"{net}, training", steps, [100 * e for e in errors], COLOURS.get(net)))
+        val_steps, val_errors = zip(*result["records"]["val"], strict=True)
+        validation.append(
+            Series(
+                f"{net}, validation",
+                val_steps,
+                [100 * e for e in val_errors],
+                COLOURS.get(net),
+                line=False,
+                marker="o",
+            )
+        )
+    return line_chart(
+        training + validation,  # two legend columns: training, then validation
+        title=title,
+        x_label="optimiser step (batches)",
+        y_label="error (%)",
+        legend_columns=2,
     )
-    pen.text((left, 14), title, fill=(0, 0, 0), font=face, anchor="lm")
-    for row, (net, points) in enumerate(curves.items()):
-        colour = COLOURS.get(net, (0, 0, 0))
-        pen.line([at(step, err) for step, err in points], fill=colour, width=2)
-        for step, err in results[net]["records"]["val"]:
-            x, y = at(step, err)
-            pen.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour, outline=(0, 0, 0))
-        y = top + 10 + 22 * row
-        pen.line([width - right + 12, y, width - right + 40, y], fill=colour, width=3)
-        pen.text((width - right + 46, y), net, fill=(0, 0, 0), font=face, anchor="lm")
-    legend_y = top + 10 + 22 * len(curves) + 8
-    pen.text((width - right + 12, legend_y), "line: training\ndot: validation", fill=(0, 0, 0), font=face)
-    return image
+
+
+def table(results: dict[str, dict[str, Any]], epochs: int) -> None:
+    """Print a Markdown row a network: training error over the last epoch, best validation and test error."""
+    print("\n| network | training error, last epoch | best validation error | test error | steps | fit |")
+    print("|---|---|---|---|---|---|")
+    for net, result in results.items():
+        records, metrics = result["records"], result["metrics"]
+        per_epoch = len(records["steps"]) // epochs
+        last = slice(len(records["steps"]) - per_epoch, None)
+        train_error = sum(records["wrong"][last]) / sum(records["seen"][last])
+        best_val = min(err for _, err in records["val"])
+        test_error = 1 - metrics["test"]["test_acc"]
+        print(f"| {net} | {100 * train_error:.2f}% | {100 * best_val:.2f}% | {100 * test_error:.2f}% | "
+              f"{metrics['global_step']} | {metrics['fit_seconds']:.0f} s |")  # fmt: skip
+
+
+def measure(nets: list[str], epochs: int, data_root: str | None) -> dict[str, dict[str, Any]]:
+    """Train every network in ``nets`` for ``epochs`` epochs; each one's metrics.json and recorded errors."""
+    # so the CLI can import degradation.TrainingError
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    print(f"machine: {hardware()}, torch {torch.__version__}; {epochs} epoch(s) each", flush=True)
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for net in nets:
+            started = time.perf_counter()
+            results[net] = run(net, epochs, Path(scratch) / net, data_root)
+            print(f"{net}: done in {time.perf_counter() - started:.0f} s", flush=True)
+    return results
 
 
 def main() -> None:
@@ -166,38 +176,44 @@ def main() -> None:
         "--epochs", type=int, default=2, help="epochs for every network (the same steps for all)"
     )
     parser.add_argument("--window", type=int, default=50, help="training steps averaged into one point")
-    parser.add_argument("--output", type=Path, default=Path("degradation.png"), help="the PNG of the curves")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("degradation.png"),
+        help="the PNG of the curves; SVG, JSON beside it",
+    )
     parser.add_argument(
         "--data_root", default=None, help="Fashion-MNIST's folder (default: the usual search)"
     )
+    parser.add_argument(
+        "--from_json", type=Path, default=None, help="print and draw the numbers a run stored; no training"
+    )
     args = parser.parse_args()
-    if args.output.exists():
-        raise SystemExit(f"{args.output} exists; choose another --output (nothing is overwritten)")
-    sys.path.insert(
-        0, str(Path(__file__).resolve().parent)
-    )  # so the CLI can import degradation.TrainingError
-    print(f"machine: {hardware()}, torch {torch.__version__}; {args.epochs} epoch(s) each", flush=True)
-    results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        for net in args.nets:
-            started = time.perf_counter()
-            results[net] = run(net, args.epochs, Path(scratch) / net, args.data_root)
-            print(f"{net}: done in {time.perf_counter() - started:.0f} s", flush=True)
-    print("\n| network | training error, last epoch | best validation error | test error | steps | fit |")
-    print("|---|---|---|---|---|---|")
-    for net, result in results.items():
-        records, metrics = result["records"], result["metrics"]
-        per_epoch = len(records["steps"]) // args.epochs
-        last = slice(len(records["steps"]) - per_epoch, None)
-        train_error = sum(records["wrong"][last]) / sum(records["seen"][last])
-        best_val = min(err for _, err in records["val"])
-        test_error = 1 - metrics["test"]["test_acc"]
-        print(f"| {net} | {100 * train_error:.2f}% | {100 * best_val:.2f}% | {100 * test_error:.2f}% | "
-              f"{metrics['global_step']} | {metrics['fit_seconds']:.0f} s |")  # fmt: skip
-    title = f"Fashion-MNIST, {args.epochs} epoch(s) each, training error over {args.window}-step windows"
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    draw(results, args.window, title).save(args.output)
-    print(f"curves: {args.output}")
+    written = [args.output, args.output.with_suffix(".svg")]
+    if args.from_json is None:
+        written.append(args.output.with_suffix(".json"))
+    if taken := [str(path) for path in written if path.exists()]:
+        raise SystemExit(f"{', '.join(taken)} exist(s); choose another --output (nothing is overwritten)")
+    if args.from_json is not None:
+        stored = json.loads(args.from_json.read_text())
+        epochs, window, results = stored["epochs"], stored["window"], stored["results"]
+    else:
+        epochs, window, results = args.epochs, args.window, measure(args.nets, args.epochs, args.data_root)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        stored = {
+            "machine": hardware(),
+            "torch": torch.__version__,
+            "date": dt.date.today().isoformat(),
+            "epochs": epochs,
+            "window": window,
+            "results": results,
+        }
+        args.output.with_suffix(".json").write_text(json.dumps(stored) + "\n")
+    table(results, epochs)
+    title = (
+        f"Fashion-MNIST, {epochs} epoch(s) each: training error over {window}-step windows, validation error"
+    )
+    print("chart:", *save(chart(results, window, title), args.output))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
     python benchmarks/time_to_accuracy.py                                  # fast_fashionmnist, its epochs, 3 seeds
     python benchmarks/time_to_accuracy.py --epochs 4 16 --seeds 5 --threads 2
     python benchmarks/time_to_accuracy.py --recipe lenet5_fashionmnist --epochs 20 --seeds 1
+    python benchmarks/time_to_accuracy.py --epochs 4 20 --seeds 3 --output docs/time_to_accuracy.png
+    python benchmarks/time_to_accuracy.py --from_json docs/time_to_accuracy.json --output again.png  # no training
 
 As airbench measures CIFAR-10, a run has a fixed length chosen in advance; the test set is looked at once, at the
 end, never to decide when to stop. For each ``--epochs`` value the recipe is trained through ``python -m zoo.fit``
@@ -12,18 +14,24 @@ read from the run's ``metrics.json``; accuracy is the test accuracy of the model
 
 Prints, for each length: the time (median over seeds) and the test accuracy (mean, min and max over seeds), and
 whether the mean reaches each ``--targets`` accuracy, as ``accuracy:seconds`` pairs (default 0.916:60 and
-0.935:600, the fashion-mnist benchmark's 2-conv network and VGG16 figures, with their time budgets).
+0.935:600, the fashion-mnist benchmark's 2-conv network and VGG16 figures, with their time budgets). With
+``--output``, also draws every run's test accuracy against its time, with the targets, to a PNG and an SVG beside
+it (``charts.py``), and stores the runs' numbers as JSON beside them, which ``--from_json`` prints and draws again.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
+from charts import Series, line_chart, save
+from matplotlib.figure import Figure
 
 from zoo.cli import main
 from zoo.cli.environment import hardware
@@ -46,6 +54,84 @@ def fit_once(recipe: str, epochs: int | None, seed: int, folder: Path, data_root
     return json.loads(metrics_file.read_text())
 
 
+def measure(
+    recipe: str, lengths: list[int | None], seeds: int, data_root: str | None
+) -> list[dict[str, Any]]:
+    """Fit ``recipe`` with seeds 0 to ``seeds - 1`` for each of ``lengths`` epochs (None: the recipe's own); a
+    record of every run."""
+    runs = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for epochs in lengths:
+            for seed in range(seeds):
+                metrics = fit_once(recipe, epochs, seed, Path(scratch) / f"{epochs}-{seed}", data_root)
+                runs.append(
+                    {
+                        "epochs": metrics["epochs"],
+                        "seed": seed,
+                        "test_acc": metrics["test"]["test_acc"],
+                        "fit_seconds": metrics["fit_seconds"],
+                    }
+                )
+                print(f"{recipe}, {metrics['epochs']} epochs, seed {seed}: test accuracy "
+                      f"{100 * runs[-1]['test_acc']:.2f}% after {runs[-1]['fit_seconds']:.1f} s", flush=True)  # fmt: skip
+    return runs
+
+
+def summary(runs: list[dict[str, Any]]) -> list[tuple[int, float, float, float, float]]:
+    """``(epochs, mean accuracy, lowest, highest, median seconds)`` of each run length, in the runs' order."""
+    rows = []
+    for epochs in dict.fromkeys(run["epochs"] for run in runs):
+        accuracies = [run["test_acc"] for run in runs if run["epochs"] == epochs]
+        seconds = statistics.median(run["fit_seconds"] for run in runs if run["epochs"] == epochs)
+        rows.append((epochs, statistics.mean(accuracies), min(accuracies), max(accuracies), seconds))
+    return rows
+
+
+def table(results: dict[str, Any]) -> None:
+    """Print a Markdown row a run length: mean test accuracy, median time, and the targets it reaches."""
+    seeds = len({run["seed"] for run in results["runs"]})
+    print(f"\n| epochs | test accuracy, mean of {seeds} (min-max) | fit wall time (median) | reaches |")
+    print("|---|---|---|---|")
+    for epochs, mean, low, high, seconds in summary(results["runs"]):
+        reached = [
+            f"{100 * a:.1f}% in {s:.0f} s" for a, s in results["targets"] if mean >= a and seconds <= s
+        ]
+        print(f"| {epochs} | {100 * mean:.2f}% ({100 * low:.2f}-{100 * high:.2f}) | {seconds:.1f} s | "
+              f"{', '.join(reached) or 'no target'} |")  # fmt: skip
+
+
+def chart(results: dict[str, Any]) -> Figure:
+    """Every run's test accuracy against its fit time, the mean of each run length, and the targets."""
+    runs, rows, targets = results["runs"], summary(results["runs"]), results["targets"]
+    return line_chart(
+        [
+            Series(
+                "runs (one a seed)",
+                [run["fit_seconds"] for run in runs],
+                [100 * run["test_acc"] for run in runs],
+                "#50a0e6",
+                line=False,
+                marker="o",
+            ),
+            Series(
+                "mean over seeds", [r[4] for r in rows], [100 * r[1] for r in rows], "#143ca0", marker="s"
+            ),
+            Series(
+                "targets (accuracy within a time)",
+                [seconds for _, seconds in targets],
+                [100 * accuracy for accuracy, _ in targets],
+                "#be1e1e",
+                line=False,
+                marker="D",
+            ),
+        ],
+        title=f"{results['recipe']}: test accuracy against training time",
+        x_label="fit wall time (s)",
+        y_label="test accuracy (%)",
+        y_from_zero=False,
+    )
+
+
 def main_benchmark() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,29 +148,38 @@ def main_benchmark() -> None:
     parser.add_argument(
         "--data_root", default=None, help="Fashion-MNIST's folder (default: the usual search)"
     )
+    parser.add_argument(
+        "--output", type=Path, default=None, help="a PNG of accuracy against time; SVG and JSON beside it"
+    )
+    parser.add_argument(
+        "--from_json", type=Path, default=None, help="print and draw the runs a JSON stored; no training"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    targets = [(float(a), float(s)) for a, s in (t.split(":") for t in args.targets)]
-    print(f"machine: {hardware()}, torch {torch.__version__}", flush=True)
-    rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for epochs in args.epochs or [None]:
-            runs = []
-            for seed in range(args.seeds):
-                folder = Path(scratch) / f"{epochs}-{seed}"
-                metrics = fit_once(args.recipe, epochs, seed, folder, args.data_root)
-                runs.append((metrics["test"]["test_acc"], metrics["fit_seconds"], metrics["epochs"]))
-                print(f"{args.recipe}, {runs[-1][2]} epochs, seed {seed}: test accuracy {100 * runs[-1][0]:.2f}% "
-                      f"after {runs[-1][1]:.1f} s", flush=True)  # fmt: skip
-            accuracies = [a for a, _, _ in runs]
-            seconds = statistics.median(s for _, s, _ in runs)
-            rows.append((runs[0][2], statistics.mean(accuracies), min(accuracies), max(accuracies), seconds))
-    print(f"\n| epochs | test accuracy, mean of {args.seeds} (min-max) | fit wall time (median) | reaches |")
-    print("|---|---|---|---|")
-    for epochs, mean, low, high, seconds in rows:
-        reached = [f"{100 * a:.1f}% in {s:.0f} s" for a, s in targets if mean >= a and seconds <= s]
-        print(f"| {epochs} | {100 * mean:.2f}% ({100 * low:.2f}-{100 * high:.2f}) | {seconds:.1f} s | "
-              f"{', '.join(reached) or 'no target'} |")  # fmt: skip
+    written = [] if args.output is None else [args.output, args.output.with_suffix(".svg")]
+    if args.output is not None and args.from_json is None:
+        written.append(args.output.with_suffix(".json"))
+    if taken := [str(path) for path in written if path.exists()]:
+        raise SystemExit(f"{', '.join(taken)} exist(s); choose another --output (nothing is overwritten)")
+    if args.from_json is not None:
+        results = json.loads(args.from_json.read_text())
+    else:
+        torch.set_num_threads(args.threads)
+        print(f"machine: {hardware()}, torch {torch.__version__}", flush=True)
+        results = {
+            "recipe": args.recipe,
+            "machine": hardware(),
+            "torch": torch.__version__,
+            "date": dt.date.today().isoformat(),
+            "threads": args.threads,
+            "targets": [[float(a), float(s)] for a, s in (t.split(":") for t in args.targets)],
+            "runs": measure(args.recipe, args.epochs or [None], args.seeds, args.data_root),
+        }
+        if args.output is not None:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    table(results)
+    if args.output is not None:
+        print("chart:", *save(chart(results), args.output))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``zoo visualize --ckpt_path CKPT --what WHAT --output DIR``: see inside a trained network.
+"""``zoo visualize --ckpt_path CKPT --what WHAT --output DIR``: see inside a trained network (or, with
+``--what kernels --image PHOTO``, what a convolution does, with no network).
 
 ``WHAT`` is one of
 
@@ -9,7 +10,9 @@
   sensitive to), drawn next to each image;
 - ``maximize``: inputs optimised by gradient ascent to excite one filter (``--layer L --channel N``), the first 16
   filters of a layer (``--layer L``), one class (``--target NAME|INDEX``) or every class (the default), kept in
-  the data's pixel range, small (an L2 penalty) and smooth (blurred every few steps): :mod:`zoo.figures.maximize`.
+  the data's pixel range, small (an L2 penalty) and smooth (blurred every few steps): :mod:`zoo.figures.maximize`;
+- ``kernels``: hand-designed 3x3 kernels (and ``--kernel``) applied to ``--image`` in grey with each edge handling,
+  and a max pool: :mod:`zoo.figures.kernels`. It reads no checkpoint.
 
 The checkpoint is read as ``zoo test`` reads it: with the ``config.yaml`` of its run folder (or ``--recipe``);
 other arguments override the config (``--data.root DIR``). PNG files go into ``--output`` (created when missing); an existing file is never overwritten. Bad input gets one
@@ -47,6 +50,7 @@ from zoo.figures.drawing import (
 )
 from zoo.figures.feature_maps import default_layers, feature_map_figures
 from zoo.figures.filters import filter_figure
+from zoo.figures.kernels import KERNELS, corner_figure, kernel_figure, maxpool_figure, parse_kernel, to_grey
 from zoo.figures.layers import capture, find_layer, first_weight_layer
 from zoo.figures.maximize import ascend, class_score, layer_score
 from zoo.figures.saving import write_png
@@ -55,7 +59,7 @@ from zoo.tasks.data import class_names, input_stats
 __all__ = ["WHAT", "main"]
 
 #: what the command can draw
-WHAT = ("featuremaps", "filters", "confusion", "saliency", "maximize")
+WHAT = ("featuremaps", "filters", "confusion", "saliency", "maximize", "kernels")
 #: most filters or classes optimised together by ``maximize``
 MAX_TILES = 16
 
@@ -66,15 +70,14 @@ def _parser() -> CommandParser:
     parser = CommandParser(
         "zoo visualize",
         usage="zoo visualize --ckpt_path CKPT --what {"
-        + ",".join(WHAT)
+        + ",".join(WHAT[:-1])
         + "} --output DIR [--recipe NAME|PATH] "
-        "[--layer NAME] [--channel N] [--target CLASS] [--num_images N] [--steps N] [--seed N] [--KEY VALUE ...]",
+        "[--layer NAME] [--channel N] [--target CLASS] [--num_images N] [--steps N] [--seed N] [--KEY VALUE ...]\n"
+        "       zoo visualize --what kernels --image PHOTO --output DIR [--kernel ROWS]",
         description="Draw what a trained network sees. Other --key value arguments override the run's config "
         "(for example --data.root DIR).",
     )
-    parser.add_argument(
-        "--ckpt_path", required=True, help="a checkpoint written by zoo fit (best.ckpt, last.ckpt)"
-    )
+    parser.add_argument("--ckpt_path", help="a checkpoint written by zoo fit (best.ckpt, last.ckpt)")
     parser.add_argument("--what", required=True, choices=WHAT, help="what to draw")
     parser.add_argument("--output", required=True, help="folder for the PNG files (created when missing)")
     parser.add_argument(
@@ -88,6 +91,10 @@ def _parser() -> CommandParser:
     parser.add_argument("--num_images", type=int, default=8, help="test images for featuremaps and saliency")
     parser.add_argument("--steps", type=int, default=200, help="maximize: gradient ascent steps")
     parser.add_argument("--seed", type=int, default=0, help="maximize: seeds the starting noise")
+    parser.add_argument("--image", help="kernels: the photo, a file or skimage:NAME")
+    parser.add_argument(
+        "--kernel", help="kernels: one more kernel, rows split by ';' (0,-1,0;-1,5,-1;0,-1,0)"
+    )
     return parser
 
 
@@ -309,6 +316,26 @@ def _channels_of(task: nn.Module, layer: str, shape: tuple[int, ...], channel: i
     return [channel]
 
 
+def _kernels(options: argparse.Namespace, overrides: list[str]) -> Plan:
+    if overrides:
+        raise ZooError(
+            f"--what kernels reads no checkpoint or config; unknown arguments: {' '.join(overrides)}"
+        )
+    if options.image is None:
+        raise ZooError("--what kernels needs --image PHOTO (a file or skimage:NAME)")
+    from zoo.data.readers.images import read_image
+
+    kernels = dict(KERNELS)
+    if options.kernel is not None:
+        kernels["--kernel"] = parse_kernel(options.kernel)
+    grey = to_grey(read_image(options.image))
+
+    def draw() -> list[Image.Image]:
+        return [kernel_figure(grey, kernels), corner_figure(grey, kernels), maxpool_figure(grey)]
+
+    return ["kernels.png", "kernels-corner.png", "kernels-maxpool.png"], draw
+
+
 _PLANS: dict[str, Callable[[nn.Module, Any, argparse.Namespace], Plan]] = {
     "featuremaps": _featuremaps,
     "filters": _filters,
@@ -327,12 +354,17 @@ def _run(options: argparse.Namespace, overrides: list[str]) -> None:
         raise ZooError(f"--output {out} is a file, not a folder")
     if options.num_images < 1 or options.steps < 1:
         raise ZooError("--num_images and --steps must be at least 1")
-    import lightning  # noqa: F401  (it sets its loggers' levels when imported: quieten them after)
+    if options.what == "kernels":
+        files, draw = _kernels(options, overrides)
+    elif options.ckpt_path is None:
+        raise ZooError(f"--what {options.what} needs --ckpt_path CKPT (a checkpoint written by zoo fit)")
+    else:
+        import lightning  # noqa: F401  (it sets its loggers' levels when imported: quieten them after)
 
-    for name in ("lightning.pytorch", "lightning.fabric"):  # "Seed set", "GPU available": not news here
-        logging.getLogger(name).setLevel(logging.WARNING)
-    task, data = load_trained(options.ckpt_path, recipe=options.recipe, overrides=overrides)
-    files, draw = _PLANS[options.what](task, data, options)
+        for name in ("lightning.pytorch", "lightning.fabric"):  # "Seed set", "GPU available": not news here
+            logging.getLogger(name).setLevel(logging.WARNING)
+        task, data = load_trained(options.ckpt_path, recipe=options.recipe, overrides=overrides)
+        files, draw = _PLANS[options.what](task, data, options)
     for file in files:
         if (out / file).exists():
             raise ZooError(f"{out / file} exists; choose another --output folder or move the file")
