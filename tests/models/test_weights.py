@@ -216,11 +216,14 @@ def test_unknown_tag_lists_the_available_ones() -> None:
         create_model("lenet5", weights="x")
 
 
-def test_weights_fix_the_number_of_classes_and_channels() -> None:
-    with pytest.raises(UnknownWeightsError, match=r"weights 'vgg16.imagenet' have num_classes=1000, not 10"):
-        create_model("vgg16", num_classes=10, weights="imagenet")
+def test_weights_fix_their_options_and_the_classes_of_what_cannot_replace_its_head() -> None:
+    # classifiers fit other classes and channels (tests/models/test_adapt.py); a segmenter's head is not replaced
+    with pytest.raises(
+        UnknownWeightsError, match=r"weights 'fcn_resnet50.coco_voc' have num_classes=21, not 10"
+    ):
+        create_model("fcn_resnet50", num_classes=10, weights="coco_voc")
     with pytest.raises(UnknownWeightsError, match=r"have in_channels=3, not 1"):
-        create_model("resnet18", in_channels=1, weights="imagenet")
+        create_model("fcn_resnet50", in_channels=1, weights="coco_voc")
     with pytest.raises(UnknownWeightsError, match=r"need head='imagenet', not 'cifar'"):
         create_model("vgg16", weights="imagenet", head="cifar")
 

@@ -34,8 +34,14 @@ def wandb_logged_in() -> bool:
 
 
 def _without_adverts(record: logging.LogRecord) -> bool:
-    """Drop Lightning's suggestions to install its cloud services, and its note on our own model summary."""
-    return not record.getMessage().startswith(("💡 Tip", "Trainer already configured with model summary"))
+    """Drop Lightning's suggestions to install its cloud services, and its notes on our own model summary."""
+    return not record.getMessage().startswith(
+        (
+            "💡 Tip",
+            "Trainer already configured with model summary",
+            "The following callbacks returned in `LightningModule.configure_callbacks` will override",
+        )
+    )
 
 
 def quiet_defaults() -> None:

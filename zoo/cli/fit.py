@@ -3,7 +3,8 @@
 The run folder, ``<trainer.default_root_dir>/<recipe>/<date-time>``, holds ``config.yaml`` (the resolved config),
 ``last.ckpt`` (written every ``--save_every_n_steps`` steps and every epoch, atomically), ``best.ckpt``,
 ``metrics.json`` (validation and test metrics of the best checkpoint, epochs, wall time, hardware, the published
-reference) and the W&B run. ``--ckpt_path last`` or ``--ckpt_path RUN/last.ckpt`` resumes a run with its own
+reference), ``metrics.csv`` (one row an epoch, whatever the logger) and the loggers' files (``wandb/``,
+``lightning_logs/``). ``--ckpt_path last`` or ``--ckpt_path RUN/last.ckpt`` resumes a run with its own
 config (see :mod:`zoo.cli.runs`).
 
 Under DDP, Lightning starts the other ranks by running the same command again; they read the arguments rank
@@ -13,25 +14,30 @@ zero resolved (and its run folder) from the environment, so that every rank trai
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import importlib.util
 import json
 import os
+import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import WandbLogger
+from jsonargparse import Namespace
+from lightning.pytorch import loggers as pl_loggers
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 
-from zoo.callbacks import LastCheckpoint, LogConfig
+from zoo.callbacks import EpochMetrics, LastCheckpoint, LogConfig
 from zoo.cli.arguments import recipe_arguments, without
 from zoo.cli.checkpoints import RUN_CONFIG, checked_checkpoint
 from zoo.cli.environment import hardware, is_child_rank
 from zoo.cli.errors import answer_bad_input
 from zoo.cli.flags import token_key
-from zoo.cli.lightning import ZooCLI, metrics_of
+from zoo.cli.lightning import ZooCLI, data_follows_files, metrics_of
 from zoo.cli.recipes import describe_recipes, read_recipe
 from zoo.cli.runs import (
     LAST,
@@ -55,6 +61,67 @@ USAGE = (
 #: set by rank zero for the ranks Lightning's launcher starts: the run folder, and the resolved arguments
 _RUN_DIR_ENV = "_ZOO_RUN_DIR"
 _ARGUMENTS_ENV = "_ZOO_FIT_ARGUMENTS"
+#: the loggers whose ``save_dir`` is pointed at the run folder
+_RUN_FOLDER_LOGGERS = (CSVLogger, TensorBoardLogger, WandbLogger)
+
+
+def _logger_class(name: str) -> type[Logger] | None:
+    """The logger class an import path (or a class name in ``lightning.pytorch.loggers``) names; None otherwise."""
+    module, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module) if module else pl_loggers, attribute, None)
+    except (ImportError, ValueError):
+        return None
+    return found if isinstance(found, type) and issubclass(found, Logger) else None
+
+
+def _with_save_dir(args: list[str]) -> list[str]:
+    """``args`` with a stand-in ``save_dir`` after a ``--trainer.logger CLASS``, or a ``--config FILE`` whose
+    ``trainer.logger`` is one logger with no ``save_dir``, where the logger requires one (CSV, TensorBoard).
+
+    :meth:`FitCLI.before_instantiate_classes` points it at the run folder; a ``save_dir`` given later wins.
+    """
+    result: list[str] = []
+    tokens = iter(args)
+    for token in tokens:
+        result.append(token)
+        key, equals, value = token.partition("=")
+        if key not in ("--trainer.logger", "--config"):
+            continue
+        if not equals:
+            value = next(tokens, "")
+            result.append(value)
+        if key == "--config":
+            logger = lookup(read_recipe(Path(value)), "trainer.logger")[1]
+            if not isinstance(logger, dict) or "save_dir" in (logger.get("init_args") or {}):
+                continue
+            value = str(logger.get("class_path", ""))
+        logger_class = _logger_class(value)
+        if logger_class is not None and issubclass(logger_class, (CSVLogger, TensorBoardLogger)):
+            result += ["--trainer.logger.init_args.save_dir", "."]
+    return result
+
+
+def _default_logger() -> str:
+    """Lightning's default logger: TensorBoard where it is installed, CSV otherwise."""
+    tensorboard = any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX"))
+    return f"lightning.pytorch.loggers.{'TensorBoardLogger' if tensorboard else 'CSVLogger'}"
+
+
+def _send_to_wandb(logger: WandbLogger, run_dir: Path, names: Sequence[str]) -> None:
+    """Upload the run folder's ``names`` with the W&B run now, or with ``wandb sync`` for an offline run.
+
+    W&B would link the files into its run's ``files/`` folder; they are copied there instead, so that an offline run
+    holds them even when synced from another machine or after the run folder has moved.
+    """
+    run = logger.experiment
+    if getattr(run, "disabled", False):  # WANDB_MODE=disabled: no run, and no folder for its files
+        return
+    files = Path(run.dir)
+    for name in names:
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, files / name)
+            run.save(str(files / name), base_path=str(files), policy="now")
 
 
 class FitCLI(ZooCLI):
@@ -79,16 +146,29 @@ class FitCLI(ZooCLI):
         self.started = 0.0
         super().__init__(args)
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """LightningCLI's parsing, letting ``--trainer.logger lightning.pytorch.loggers.CSVLogger`` (or
+        ``TensorBoardLogger``) go without the ``save_dir`` it requires: the run folder, chosen later."""
+        super().parse_arguments(parser, _with_save_dir(args) if isinstance(args, list) else args)
+
     def before_instantiate_classes(self) -> None:
-        """Choose the run folder; W&B writes into it, under the run's name, and resumes its own run."""
+        """Choose the run folder; every logger writes into it, W&B under the run's name, resuming its own run.
+
+        ``logger: true`` (Lightning's default logger, which would write beside the runs) becomes the logger Lightning
+        would pick, TensorBoard where it is installed and CSV otherwise, in the run folder.
+        """
         super().before_instantiate_classes()
         options = self.options
         self.run_dir = self._choose_run_dir(Path(options.trainer.default_root_dir), options)
         loggers = options.trainer.logger
+        if loggers is None or loggers is True:
+            loggers = options.trainer.logger = Namespace(class_path=_default_logger(), init_args=Namespace())
         for logger in loggers if isinstance(loggers, list) else [loggers]:
-            if str(getattr(logger, "class_path", "")).endswith("WandbLogger"):
+            logger_class = _logger_class(str(getattr(logger, "class_path", "")))
+            if logger_class is not None and issubclass(logger_class, _RUN_FOLDER_LOGGERS):
+                logger.init_args.save_dir = str(self.run_dir)
+            if logger_class is not None and issubclass(logger_class, WandbLogger):
                 init = logger.init_args
-                init.save_dir = str(self.run_dir)
                 init.name = init.name or f"{self.recipe}/{self.run_dir.name}"
                 init.id = init.id or f"{self.recipe}-{self.run_dir.name}".replace("/", "-")
                 init.resume = init.resume or "allow"
@@ -120,13 +200,14 @@ class FitCLI(ZooCLI):
         return run_dir
 
     def extra_callbacks(self) -> list[Callback]:
-        """The best checkpoint, ``last.ckpt`` and the resolved config sent to the loggers."""
+        """The best checkpoint, ``metrics.csv``, ``last.ckpt``, the resolved config sent to the loggers, and where
+        there is a logger, the learning rate of every step it writes."""
         dumped = yaml.safe_load(self._parser(self.subcommand).dump(self.options, skip_none=False))
         for key in ("ckpt_path", "weights_only"):  # how this process started, not what the run trains
             dumped.pop(key, None)
         self.resolved_config = yaml.safe_dump(dumped, sort_keys=False)
         task = self.model
-        return [
+        callbacks: list[Callback] = [
             ModelCheckpoint(
                 dirpath=self.run_dir,
                 filename="best",
@@ -135,9 +216,16 @@ class FitCLI(ZooCLI):
                 save_top_k=1,
                 enable_version_counter=False,
             ),
+            # before last.ckpt: a run stopped between the two writes the epoch's row again when resumed
+            EpochMetrics(self.run_dir),
             LastCheckpoint(self.run_dir, every_n_train_steps=self.options.save_every_n_steps),
             LogConfig(dumped),
         ]
+        given = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        given = given if isinstance(given, list | tuple) else [given]
+        if self.options.trainer.logger and not any(isinstance(c, LearningRateMonitor) for c in given):
+            callbacks.append(LearningRateMonitor(logging_interval="step"))
+        return callbacks
 
     def before_fit(self) -> None:
         """Write ``config.yaml`` for a new run; for a resume asked to change it, record and print the changes."""
@@ -190,35 +278,55 @@ class FitCLI(ZooCLI):
                 print(f"{reference.metric} {reached:.4f} (no published figure: {reference.note})")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
+                _send_to_wandb(logger, self.run_dir, [RUN_CONFIG, "metrics.json"])
                 logger.experiment.finish()  # the next run in this process must not append to this one
                 if os.environ.get("WANDB_MODE") == "offline":
                     print(f"W&B ran offline; upload with: wandb sync {self.run_dir / 'wandb'}/offline-run-*")
         print(f"run folder: {self.run_dir}")
 
 
+def _run_name(recipe_name: str, recipe: Mapping[str, Any], given: Mapping[str, Any]) -> str:
+    """The name of the folder holding a recipe's runs: the recipe's, followed by the data folder's name for data
+    read from the user's own image folder (``folder_lenet5-PHOTOS``), so that runs on other folders stay apart.
+
+    Raises:
+        ZooError: such a recipe is given no data folder.
+    """
+    data = given.get("data.class_path") or given.get("data") or lookup(recipe, "data.class_path")[1]
+    if isinstance(data, Mapping):  # --data '{"class_path": ...}'
+        data = data.get("class_path")
+    if not data_follows_files(data):
+        return recipe_name
+    root = given.get("data.root") or given.get("data.init_args.root") or lookup(recipe, "data.root")[1]
+    if not root:
+        raise ZooError(f"{recipe_name} trains on your own images: name their folder with --data.root PHOTOS")
+    return f"{recipe_name}-{Path(str(root)).expanduser().resolve().name}"
+
+
 def _resolve(argv: list[str]) -> tuple[list[str], str, list[Change]]:
-    """LightningCLI's arguments, the recipe's name and the changes to a resumed run, for ``argv``."""
+    """LightningCLI's arguments, the name of the folder of the recipe's runs (:func:`_run_name`) and the changes to a
+    resumed run, for ``argv``."""
     allow_changes = any(token_key(t) == "--resume_with_changes" for t in argv)
     argv = without(argv, "--resume_with_changes", takes_value=False)
     arguments = recipe_arguments("fit", argv)
-    if arguments.ckpt_path is None:
-        return arguments.for_lightning(), arguments.recipe, []
+    recipe = read_recipe(arguments.config) if arguments.config is not None else {}
     overrides = without(without(arguments.overrides, "--ckpt_path"), "--run_dir")
     given = given_values(overrides)
+    if arguments.ckpt_path is None:
+        return arguments.for_lightning(), _run_name(arguments.recipe, recipe, given), []
     if arguments.ckpt_path == "last":
-        recipe = read_recipe(arguments.config) if arguments.config is not None else {}
         root = (
             given.get("trainer.default_root_dir") or lookup(recipe, "trainer.default_root_dir")[1] or "runs"
         )
-        run: Path | None = find_run(
-            Path(str(root)).expanduser() / arguments.recipe, given, allow_changes=allow_changes
-        )
+        parent = Path(str(root)).expanduser() / _run_name(arguments.recipe, recipe, given)
+        run: Path | None = find_run(parent, given, allow_changes=allow_changes)
         checkpoint = Path(run) / LAST if run else None
     else:
         checkpoint = checked_checkpoint(arguments.ckpt_path)
         run = run_of(checkpoint)
     if run is None:  # a checkpoint from elsewhere: a new run starts from it
-        return arguments.for_lightning(), arguments.recipe, []
+        return arguments.for_lightning(), _run_name(arguments.recipe, recipe, given), []
+    name = _run_name(arguments.recipe, read_recipe(run / RUN_CONFIG), given)
     changes = check_changes(run, given, allow_changes=allow_changes)
     args = [
         "--config",
@@ -229,7 +337,7 @@ def _resolve(argv: list[str]) -> tuple[list[str], str, list[Change]]:
         "--run_dir",
         str(run),
     ]
-    return args, arguments.recipe, changes
+    return args, name, changes
 
 
 def _run(argv: list[str]) -> None:

@@ -9,6 +9,7 @@ config, instantiates the task, the DataModule and the Trainer, and runs the subc
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -20,11 +21,42 @@ from lightning.pytorch.cli import LightningCLI
 from zoo.cli.checkpoints import check_fits
 from zoo.cli.environment import quiet_defaults
 from zoo.cli.errors import one_line
+from zoo.cli.flags import token_key
 from zoo.cli.recipes import Reference
+from zoo.data.folder import ImageFilesDataModule
 from zoo.errors import ZooError
 from zoo.tasks import BaseTask
 
-__all__ = ["ZooCLI", "metrics_of", "run_evaluation"]
+__all__ = ["ZooCLI", "data_follows_files", "metrics_of", "run_evaluation"]
+
+#: what a task takes from data whose classes and channels come from its image files: data attribute -> task option
+FOLLOWED = {"num_classes": "num_classes", "channels": "in_channels"}
+
+
+def data_follows_files(class_path: object) -> bool:
+    """Whether the DataModule ``class_path`` names (``zoo.data.FolderDataModule``, or ``FolderDataModule`` as a
+    recipe may shorten it) is an :class:`~zoo.data.folder.ImageFilesDataModule`, whose files decide the task's
+    classes and channels."""
+    if not isinstance(class_path, str) or not class_path:
+        return False
+    module, _, name = class_path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module or "zoo.data"), name, None)
+    except (ImportError, ValueError):
+        return False
+    return isinstance(found, type) and issubclass(found, ImageFilesDataModule)
+
+
+def _weights_channels(model: Any) -> int | None:
+    """The input channels of the registered pretrained weights a task's config names (``model: resnet18``,
+    ``weights: imagenet``), or None when it names none (or a file, which the builder reads)."""
+    from zoo.models.weights import find_weights, list_weights
+
+    init = getattr(model, "init_args", None)
+    name, tag = (init.get("model"), init.get("weights")) if init is not None else (None, None)
+    if not isinstance(name, str) or not isinstance(tag, str) or f"{name}.{tag}" not in list_weights(name):
+        return None
+    return find_weights(name, tag).in_channels
 
 
 def metrics_of(values: Mapping[str, Any]) -> dict[str, float]:
@@ -102,6 +134,42 @@ class ZooCLI(LightningCLI):
         if getattr(lr_scheduler, "interval", "epoch") == "step":  # zoo.tasks.schedules
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
         return LightningCLI.configure_optimizers(lightning_module, optimizer, lr_scheduler)
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """LightningCLI's parsing; for data whose image files decide the classes and channels
+        (:class:`~zoo.data.folder.ImageFilesDataModule`), parsed again with ``data.num_classes`` and ``data.channels``
+        linked to the task's ``num_classes`` and ``in_channels`` (``apply_on="instantiate"``).
+
+        The links are made for that data only: jsonargparse leaves a link's target out of every config it dumps
+        (a run's ``config.yaml``) and writes over a value typed for it, which other recipes need to keep.
+
+        Raises:
+            ZooError: ``num_classes`` or ``in_channels`` is given for such data.
+        """
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        data = (self.config[subcommand] if subcommand else self.config).get("data")
+        if not data_follows_files(getattr(data, "class_path", None)):
+            return
+        typed = {f"--model.{s}{option}" for option in FOLLOWED.values() for s in ("", "init_args.")}
+        given = next((token_key(t) for t in args if isinstance(t, str) and token_key(t) in typed), None)
+        if given is not None:
+            which = (
+                "the class folders"
+                if given.endswith("num_classes")
+                else "the images (or --data.channels 1 or 3)"
+            )
+            raise ZooError(
+                f"{given} follows from the data of {data.class_path.rpartition('.')[2]}, from {which}: drop it"
+            )
+        links = self._parser(subcommand)
+        for source, target in FOLLOWED.items():
+            links.link_arguments(f"data.{source}", f"model.init_args.{target}", apply_on="instantiate")
+        super().parse_arguments(parser, args)
+        options = self.config[subcommand] if subcommand else self.config
+        init = options.data.init_args
+        if "channels" in init and init.channels is None:  # pretrained weights decide, where they say
+            init.channels = _weights_channels(options.model)
 
     def _parse_ckpt_path(self) -> None:
         """Leave the config alone: a run folder's ``config.yaml`` is its source of truth, not a checkpoint's

@@ -1,49 +1,119 @@
-"""Your own images, one folder per class, through torchvision's ``ImageFolder`` and transforms v2.
+"""Your own images, one folder per class: ``zoo fit --recipe folder_lenet5 --data.root PHOTOS``.
 
-Layout::
+Two layouts are read; the first is the simplest to make::
 
-    root/train/<class>/*.jpg     required
-    root/val/<class>/*.jpg       optional: otherwise ``val_size`` of train is held out (seeded)
+    root/<class>/*.jpg           all the images: ``val_size`` of each class is held out for validation (and the test)
+
+    root/train/<class>/*.jpg     (used whenever root/train exists) the training images
+    root/val/<class>/*.jpg       optional: otherwise ``val_size`` of each class of train is held out
     root/test/<class>/*.jpg      optional: otherwise the validation images are used for the final test
 
-Images are decoded by worker processes with the usual ImageNet-style augmentation (random resized crop and
-flip for training; resize and centre crop for evaluation). Under DDP, Lightning gives every rank its own share
-through a ``DistributedSampler``.
+The held-out split is stratified and seeded: every class keeps at least one training image and gives at least one
+validation image, in proportion to its size. What the network takes follows from the folder, not from typing: the
+classes are the sorted folder names, and the channels are 1 when every image is grey, else 3 (``channels`` fixes
+them, as pretrained weights need). zoo's command line hands ``num_classes`` and ``channels`` to the task's
+``num_classes`` and ``in_channels`` (:class:`ImageFilesDataModule`), so folder recipes leave those out.
+
+Images are decoded by worker processes: random resized crops and flips for training; for evaluation the shorter
+side is resized to ``image_size`` x 256/224 and the centre cropped (:func:`evaluation_transform`, ImageNet's
+convention), which ``zoo predict`` applies to new images as well (:mod:`zoo.data.photos`). Under DDP, Lightning
+gives every rank its own share through a ``DistributedSampler``.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import torch
+from torch import Tensor
 from torch.utils.data import Subset
-from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 from zoo.data.base import TaskKind, ZooDataModule
+from zoo.data.readers.images import LabelledImageFiles, find_class_folders, image_channels
 from zoo.errors import DataError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "FolderDataModule"]
+__all__ = [
+    "EVAL_RESIZE",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "FolderDataModule",
+    "ImageFilesDataModule",
+    "evaluation_transform",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: evaluation resizes the shorter side to this multiple of the crop, then crops the centre (ImageNet: 256 -> 224)
+EVAL_RESIZE = 256 / 224
+#: how three channel statistics become one for grey images: the weights grey conversion gives R, G and B
+_GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-class FolderDataModule(ZooDataModule):
-    """Classification data from an ``ImageFolder`` tree.
+def evaluation_transform(
+    image_shape: Sequence[int], mean: Sequence[float] | None, std: Sequence[float] | None
+) -> v2.Compose:
+    """How an image file becomes a network input outside training: the same for a folder's validation and test
+    images and for the new images ``zoo predict`` is given.
 
     Args:
-        root: folder holding ``train/`` (and optionally ``val/`` and ``test/``), each with one folder per class.
-        image_size: side of the square crops fed to the network.
+        image_shape: ``(C, H, W)`` of the network's inputs.
+        mean: per-channel mean ``(C,)`` the inputs are normalised with (0..1 units); None for no normalisation.
+        std: per-channel standard deviation ``(C,)``; None for no normalisation.
+
+    Returns:
+        A transform from a ``uint8`` ``(C, h, w)`` image of any size (:func:`zoo.data.readers.images.read_image`)
+        to a float ``(C, H, W)`` one: the shorter side resized to ``min(H, W)`` x :data:`EVAL_RESIZE`, the centre
+        cropped, scaled to 0..1 and normalised.
+    """
+    _, height, width = image_shape
+    steps: list[torch.nn.Module] = [
+        v2.Resize(round(min(height, width) * EVAL_RESIZE), antialias=True),
+        v2.CenterCrop((height, width)),
+        v2.ToDtype(torch.float32, scale=True),
+    ]
+    if mean is not None and std is not None:
+        steps.append(v2.Normalize(list(mean), list(std)))
+    return v2.Compose(steps)
+
+
+class ImageFilesDataModule(ZooDataModule):
+    """Images in files whose classes and channels the network follows.
+
+    For these DataModules zoo's command line links ``data.num_classes`` to the task's ``num_classes`` and
+    ``data.channels`` to its ``in_channels`` (:meth:`zoo.cli.lightning.ZooCLI.parse_arguments`): the user's folder
+    decides them, not a number typed into a recipe.
+    """
+
+    @property
+    def channels(self) -> int:
+        """Channels of the images the network is given (1 or 3)."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare its channels")
+
+
+class FolderDataModule(ImageFilesDataModule):
+    """Classification data from a folder of class folders (see the module's documentation for the layouts).
+
+    Args:
+        root: the folder: ``root/<class>/<image>``, or ``root/train/<class>/<image>`` (with optional ``val/`` and
+            ``test/`` beside ``train/``).
+        image_size: side of the square crops fed to the network (the size the network takes: LeNet-5 28 or 32,
+            ImageNet networks 224).
+        channels: 1 for grey inputs, 3 for RGB; None: 1 when every image is grey, else 3. Grey images are
+            repeated to 3 channels, colour ones converted to grey, as needed.
         batch_size: samples per batch per device.
         eval_batch_size: samples per batch for validation and test; defaults to ``batch_size``.
-        val_size: when there is no ``val/`` folder, the count (or fraction) of ``train/`` held out, seeded.
+        val_size: when there is no ``val/`` folder, the fraction (or the count) of the images held out for
+            validation, stratified by class, seeded; at least one image of every class.
         seed: seeds the held-out split.
         num_workers: processes decoding images.
-        mean: per-channel normalisation mean (ImageNet's by default).
+        mean: per-channel normalisation mean (ImageNet's by default; three values are weighted into one for grey
+            images).
         std: per-channel normalisation standard deviation (ImageNet's by default).
-        grayscale: convert images to one channel (for ``in_channels=1`` networks).
+        grayscale: the same as ``channels=1`` (the older spelling).
     """
 
     kinds: ClassVar[frozenset[TaskKind]] = frozenset({"classification", "autoencoder"})
@@ -53,9 +123,10 @@ class FolderDataModule(ZooDataModule):
         root: str,
         *,
         image_size: int = 224,
+        channels: int | None = None,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
-        val_size: int | float = 0.1,
+        val_size: int | float = 0.2,
         seed: int = 0,
         num_workers: int = 2,
         mean: tuple[float, ...] = IMAGENET_MEAN,
@@ -63,68 +134,171 @@ class FolderDataModule(ZooDataModule):
         grayscale: bool = False,
     ) -> None:
         super().__init__()
+        if grayscale and channels == 3:
+            raise DataError("grayscale: true and channels: 3 disagree; give one of them")
+        channels = 1 if grayscale else channels
+        if channels not in (None, 1, 3):
+            raise DataError(f"channels must be 1 (grey) or 3 (RGB), not {channels}")
+        if image_size < 8 or val_size <= 0:
+            raise DataError(
+                f"image_size must be at least 8 and val_size above 0, got {image_size} and {val_size}"
+            )
+        if len(mean) != len(std) or len(mean) not in (1, 3):
+            raise DataError(f"mean and std need 1 or 3 values each, got {len(mean)} and {len(std)}")
         self.root = Path(root).expanduser()
         self.image_size, self.batch_size = image_size, batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.val_size, self.seed, self.num_workers = val_size, seed, num_workers
-        if grayscale:
-            mean, std = mean[:1], std[:1]
-        self.mean = torch.tensor(mean, dtype=torch.float32)
-        self.std = torch.tensor(std, dtype=torch.float32)
-        self.grayscale = grayscale
-        self._normalise = v2.Normalize(list(mean), list(std))
-        self._classes: list[str] | None = None
+        self._asked_channels, self._stats = channels, (tuple(mean), tuple(std))
+        self._splits: dict[str, tuple[list[str], list[Path], list[int]]] = {}
+        self._channels: int | None = None
+
+    # ---- what the folder holds --------------------------------------------------------------------------------
+
+    def _read(self) -> dict[str, tuple[list[str], list[Path], list[int]]]:
+        """The classes, files and labels of each split folder there is (``all`` for the one-folder layout)."""
+        if self._splits:
+            return self._splits
+        if not (self.root / "train").is_dir():
+            self._splits = {"all": find_class_folders(self.root)}
+            return self._splits
+        splits = {
+            s: find_class_folders(self.root / s) for s in ("train", "val", "test") if (self.root / s).is_dir()
+        }
+        for split, (classes, _, _) in splits.items():
+            if classes != splits["train"][0]:
+                raise DataError(
+                    f"{self.root / split} has classes {classes}, but {self.root / 'train'} has {splits['train'][0]}"
+                )
+        self._splits = splits
+        return splits
 
     @property
     def classes(self) -> list[str]:
-        """Class names: the sub-folders of ``train/``, sorted."""
-        if self._classes is None:
-            self._classes = self._folder("train").classes
-        return self._classes
+        """Class names: the sorted names of the class folders."""
+        return next(iter(self._read().values()))[0]
+
+    @property
+    def channels(self) -> int:
+        """1 or 3: ``channels`` when given, else 1 when every image is grey (read from the files' headers)."""
+        if self._channels is None:
+            self._channels = self._asked_channels or image_channels(
+                [file for _, files, _ in self._read().values() for file in files]
+            )
+        return self._channels
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of the batches, for the model summary's output shapes."""
-        return (1 if self.grayscale else 3, self.image_size, self.image_size)
+        """``(C, H, W)`` of the batches."""
+        return (self.channels, self.image_size, self.image_size)
+
+    @property
+    def mean(self) -> Tensor:  # type: ignore[override]
+        """Per-channel normalisation mean ``(C,)``, for the images' channels."""
+        return _for_channels(self._stats[0], self.channels)
+
+    @property
+    def std(self) -> Tensor:  # type: ignore[override]
+        """Per-channel normalisation standard deviation ``(C,)``, for the images' channels."""
+        return _for_channels(self._stats[1], self.channels)
+
+    # ---- the datasets -----------------------------------------------------------------------------------------
 
     def _transform(self, *, train: bool) -> v2.Compose:
+        if not train:
+            return evaluation_transform(self.image_shape, self.mean.tolist(), self.std.tolist())
         size = self.image_size
-        steps: list[torch.nn.Module] = [v2.Grayscale(1)] if self.grayscale else []
-        if train:
-            steps += [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
-        else:
-            steps += [v2.Resize(round(size * 256 / 224), antialias=True), v2.CenterCrop(size)]
-        steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), self._normalise]
-        return v2.Compose(steps)
+        return v2.Compose(
+            [
+                v2.RandomResizedCrop(size, antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(self.mean.tolist(), self.std.tolist()),
+            ]
+        )
 
-    def _folder(self, split: str, *, train: bool = False) -> ImageFolder:
-        path = self.root / split
-        if not path.is_dir():
-            raise DataError(f"{path} does not exist; FolderDataModule expects root/train/<class>/<image>")
-        try:
-            return ImageFolder(str(path), transform=self._transform(train=train))
-        except (FileNotFoundError, RuntimeError) as error:
-            raise DataError(f"{path}: {error}") from error
+    def _dataset(self, split: str, *, train: bool = False) -> LabelledImageFiles:
+        _, files, labels = self._read()[split]
+        return LabelledImageFiles(files, labels, self._transform(train=train), channels=self.channels)
 
     def setup(self, stage: str | None = None) -> None:
-        """Index the image files and make the train/val/test datasets."""
+        """Index the image files and make the train/val/test datasets.
+
+        Raises:
+            DataError: in one line, before any training, for a folder that cannot be split or read.
+        """
         if self.datasets:
             return
-        train = self._folder("train", train=True)
-        if (self.root / "val").is_dir():
-            self.datasets["train"], self.datasets["val"] = train, self._folder("val")
+        splits = self._read()
+        whole = "all" if "all" in splits else "train"
+        if whole == "train" and "val" in splits:
+            self.datasets["train"], self.datasets["val"] = (
+                self._dataset("train", train=True),
+                self._dataset("val"),
+            )
         else:
-            n_val = round(self.val_size * len(train)) if isinstance(self.val_size, float) else self.val_size
-            if not 0 < n_val < len(train):
-                raise DataError(
-                    f"val_size {self.val_size} of {len(train)} training images leaves no train or no val"
+            train, val = self._held_out(splits[whole][2], self.root / ("" if whole == "all" else "train"))
+            self.datasets["train"] = Subset(self._dataset(whole, train=True), train)
+            self.datasets["val"] = Subset(self._dataset(whole), val)
+        self.datasets["test"] = self._dataset("test") if "test" in splits else self.datasets["val"]
+
+    def _held_out(self, labels: list[int], folder: Path) -> tuple[list[int], list[int]]:
+        """Training and validation indices: ``val_size`` of the images, stratified by class, seeded."""
+        classes, total = self.classes, len(labels)
+        counts = [labels.count(label) for label in range(len(classes))]
+        for name, count in zip(classes, counts, strict=True):
+            if count < 2:
+                instead = (
+                    f", or put validation images in {self.root / 'val'}/<class>/"
+                    if folder != self.root
+                    else f" (or move the images to {self.root / 'train'}/<class>/ and validation ones to "
+                    f"{self.root / 'val'}/<class>/)"
                 )
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed)).tolist()
-            self.datasets["train"] = Subset(train, order[n_val:])
-            self.datasets["val"] = Subset(self._folder("train"), order[:n_val])
-        has_test = (self.root / "test").is_dir()
-        self.datasets["test"] = self._folder("test") if has_test else self.datasets["val"]
-        for split in ("val", "test"):
-            classes = getattr(self.datasets[split], "classes", self.classes)
-            if classes != self.classes:
-                raise DataError(f"{self.root / split} has classes {classes}, but train has {self.classes}")
+                raise DataError(
+                    f"class '{name}' has {count} image in {folder / name}, but holding out a validation split "
+                    f"(val_size {self.val_size}) needs at least 2 a class, one to train and one to validate: add "
+                    f"images of '{name}'{instead}"
+                )
+        wanted = round(self.val_size * total) if isinstance(self.val_size, float) else self.val_size
+        wanted = max(wanted, len(classes))
+        if wanted > total - len(classes):
+            raise DataError(
+                f"val_size {self.val_size} holds out {wanted} of the {total} images in {folder}, which leaves a class "
+                "nothing to train on; lower val_size"
+            )
+        shares = _stratified(counts, wanted)
+        generator = torch.Generator().manual_seed(self.seed)
+        val: list[int] = []
+        for label, share in enumerate(shares):
+            members = [index for index, value in enumerate(labels) if value == label]
+            order = torch.randperm(len(members), generator=generator).tolist()
+            val += [members[i] for i in order[:share]]
+        held = set(val)
+        return [i for i in range(total) if i not in held], sorted(val)
+
+
+def _stratified(counts: list[int], wanted: int) -> list[int]:
+    """How many images of each class to hold out: ``wanted`` in all, in proportion to ``counts`` (largest
+    remainders first), at least one of each class and at most all but one."""
+    total = sum(counts)
+    quotas = [wanted * count / total for count in counts]
+    shares = [min(max(1, math.floor(q)), count - 1) for q, count in zip(quotas, counts, strict=True)]
+    classes = range(len(counts))
+    while sum(shares) < wanted:
+        grow = max((k for k in classes if shares[k] < counts[k] - 1), key=lambda k: quotas[k] - shares[k])
+        shares[grow] += 1
+    while sum(shares) > wanted:
+        shrink = max((k for k in classes if shares[k] > 1), key=lambda k: shares[k] - quotas[k])
+        shares[shrink] -= 1
+    return shares
+
+
+def _for_channels(values: tuple[float, ...], channels: int) -> Tensor:
+    """Per-channel statistics for ``channels`` channels: three weighted into one for grey, one repeated for RGB."""
+    if len(values) == channels:
+        return torch.tensor(values, dtype=torch.float32)
+    if channels == 1:
+        return torch.tensor(
+            [sum(w * v for w, v in zip(_GREY_WEIGHTS, values, strict=True))], dtype=torch.float32
+        )
+    return torch.tensor(values * channels, dtype=torch.float32)

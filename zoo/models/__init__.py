@@ -2,7 +2,8 @@
 
 This package never imports Lightning. Every network has ``forward_features`` (the backbone's output)
 and ``forward_head`` (features → logits), with ``forward(x) == forward_head(forward_features(x))``.
-Pretrained weights are listed by :func:`list_weights` and loaded with ``create_model(name, weights=TAG)``.
+Pretrained weights are listed by :func:`list_weights`, described by :func:`get_weights` (categories, metrics,
+``transforms()``) and loaded with ``create_model(name, weights=TAG)``, which sets the network's ``pretrained_cfg``.
 """
 
 # Importing the family modules registers their builders and weights.
@@ -22,7 +23,7 @@ from zoo.models import (  # noqa: F401
     vgg,
 )
 from zoo.models.registry import UnknownModelError, create_model, list_models, register_model
-from zoo.models.weights import UnknownWeightsError, Weights, WeightsError, list_weights
+from zoo.models.weights import UnknownWeightsError, Weights, WeightsError, get_weights, list_weights
 
 __all__ = [
     "UnknownModelError",
@@ -30,6 +31,7 @@ __all__ = [
     "Weights",
     "WeightsError",
     "create_model",
+    "get_weights",
     "list_models",
     "list_weights",
     "register_model",

@@ -31,6 +31,7 @@ from zoo.models.registry import register_model
 from zoo.models.weights import (
     IMAGENET_PREPROCESS,
     Weights,
+    imagenet_categories,
     load_weights,
     register_weights,
     weights_for,
@@ -146,6 +147,7 @@ register_weights(
         num_classes=1000,
         metrics={"imagenet_top1": 56.522, "imagenet_top5": 79.066},
         preprocess=IMAGENET_PREPROCESS,
+        categories=imagenet_categories(),
         model_kwargs={"head": "imagenet"},
         convert=from_torchvision,
         source="torchvision IMAGENET1K_V1",
@@ -155,7 +157,7 @@ register_weights(
 
 def _alexnet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> AlexNet:
     pretrained, kwargs = weights_for(
-        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs, adapt=True
     )
     return load_weights(AlexNet(num_classes=num_classes, in_channels=in_channels, **kwargs), pretrained)
 

@@ -7,6 +7,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from zoo.models.weights_record import Weights
+
 __all__ = ["Backbone"]
 
 
@@ -23,6 +25,8 @@ class Backbone(nn.Module):
     num_features: int
     #: the attribute holding the head: the part transfer learning retrains while the rest is frozen
     head_name: ClassVar[str] = "classifier"
+    #: the record of the weights it was loaded from (see :func:`zoo.models.get_weights`), or None
+    pretrained_cfg: Weights | None = None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone's output for images ``(B, C, H, W)``: the last feature map, before the head."""
@@ -50,8 +54,10 @@ class Backbone(nn.Module):
         """Replace the head's last linear layer by a freshly initialised one with ``num_classes`` outputs.
 
         The start of transfer learning: a network pretrained on one set of classes learns another, keeping
-        everything before that layer.
+        everything before that layer. :attr:`pretrained_cfg` then says so (no categories, no metrics).
         """
+        if self.pretrained_cfg is not None:
+            self.pretrained_cfg = self.pretrained_cfg.with_new_head(num_classes)
         parent, last = _last_linear(self.head)
         fresh = nn.Linear(
             last.in_features, num_classes, bias=last.bias is not None, device=last.weight.device

@@ -15,6 +15,7 @@ from torch import nn
 from zoo.models.base import Backbone
 from zoo.models.registry import register_model
 from zoo.models.weights import (
+    FASHIONMNIST_CATEGORIES,
     FASHIONMNIST_PREPROCESS,
     Preprocess,
     Weights,
@@ -99,6 +100,7 @@ register_weights(
         in_channels=1,
         metrics={"fashionmnist_test_acc": 0.9182},
         preprocess=FASHIONMNIST_PREPROCESS,
+        categories=FASHIONMNIST_CATEGORIES,
         source="recipe convnet_fashionmnist, seed 0 (docs/results.md)",
     )
 )
@@ -112,6 +114,7 @@ register_weights(  # classes 0-4 only (T-shirt/top, Trouser, Pullover, Dress, Co
         in_channels=1,
         metrics={"fashionmnist_test_acc": 0.9402},
         preprocess=Preprocess(resize=28, crop=28, mean=(0.3143,), std=(0.3627,)),
+        categories=FASHIONMNIST_CATEGORIES[:5],
         source="recipe convnet_fashionmnist_0to4, seed 0 (docs/results.md)",
     )
 )
@@ -119,7 +122,7 @@ register_weights(  # classes 0-4 only (T-shirt/top, Trouser, Pullover, Dress, Co
 
 def _convnet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> ConvNet:
     pretrained, kwargs = weights_for(
-        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs, adapt=True
     )
     cfg, hidden = cfgs[name]
     return load_weights(

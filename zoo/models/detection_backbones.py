@@ -25,7 +25,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from zoo.models.resnet import ResNet
 from zoo.models.vgg import VGG
-from zoo.models.weights import IMAGENET_PREPROCESS, Weights, load_weights
+from zoo.models.weights import IMAGENET_PREPROCESS, Weights, imagenet_categories, load_weights
 
 __all__ = [
     "MOBILENET_V3_LARGE_IMAGENET",
@@ -48,6 +48,7 @@ MOBILENET_V3_LARGE_IMAGENET = Weights(
     num_classes=1000,
     metrics={"imagenet_top1": 74.042, "imagenet_top5": 91.34},
     preprocess=IMAGENET_PREPROCESS,
+    categories=imagenet_categories(),
     source="torchvision MobileNet_V3_Large_Weights.IMAGENET1K_V1",
 )
 

@@ -67,6 +67,7 @@ from zoo.models.weights import (
     Weights,
     load_weights,
     register_weights,
+    torchvision_categories,
     weights_for,
 )
 
@@ -345,6 +346,7 @@ register_weights(
         sha256="258fb6c6",
         num_classes=91,
         metrics={"coco_val2017_box_map": 37.0},
+        categories=torchvision_categories("coco"),
         model_kwargs={"frozen_bn_eps": 0.0},
         source="torchvision FasterRCNN_ResNet50_FPN_Weights.COCO_V1 (keys match ours)",
     )
@@ -513,6 +515,7 @@ for _name, _file, _map in (
             sha256=_file.rsplit("-", 1)[1].removesuffix(".pth"),
             num_classes=91,
             metrics={"coco_val2017_box_map": _map},
+            categories=torchvision_categories("coco"),
             source="torchvision COCO_V1 weights (keys match ours)",
         )
     )

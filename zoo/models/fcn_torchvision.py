@@ -23,7 +23,14 @@ from torchvision.models.segmentation.fcn import FCNHead
 
 from zoo.models.fcn_layers import NormalisedInput
 from zoo.models.registry import register_model
-from zoo.models.weights import Weights, load_weights, read_weights, register_weights, weights_for
+from zoo.models.weights import (
+    Weights,
+    load_weights,
+    read_weights,
+    register_weights,
+    torchvision_categories,
+    weights_for,
+)
 
 __all__ = ["TorchvisionFCN", "fcn_resnet50"]
 
@@ -73,6 +80,7 @@ register_weights(
         sha256="1167a1af",
         num_classes=21,
         metrics={"coco_voc_miou": 60.5, "coco_voc_pixel_acc": 91.4},
+        categories=torchvision_categories("voc"),
         model_kwargs={"aux_loss": True},
         source="torchvision FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1: COCO train2017 restricted to the 20 "
         "VOC classes, evaluated on COCO val2017 the same way, images resized to 520 (keys match ours)",

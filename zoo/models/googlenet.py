@@ -26,7 +26,6 @@ that adds the paper's auxiliary losses (weighted 0.3).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from functools import partial
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -39,6 +38,7 @@ from zoo.models.registry import register_model
 from zoo.models.weights import (
     IMAGENET_PREPROCESS,
     Weights,
+    imagenet_categories,
     load_weights,
     register_weights,
     weights_for,
@@ -351,6 +351,7 @@ register_weights(
         num_classes=1000,
         metrics={"imagenet_top1": 69.778, "imagenet_top5": 89.53},
         preprocess=IMAGENET_PREPROCESS,
+        categories=imagenet_categories(),
         model_kwargs={"stem": "imagenet", "transform_input": True},  # transform_input: as torchvision does
         convert=from_torchvision,
         source="torchvision IMAGENET1K_V1",
@@ -362,14 +363,14 @@ def _googlenet(
     name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any
 ) -> GoogLeNet:
     pretrained, kwargs = weights_for(
-        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs, adapt=True
     )
     if pretrained is None:
         return GoogLeNet(num_classes=num_classes, in_channels=in_channels, **kwargs)
     # the file holds the auxiliary heads too; keep them only for a network that has them
     convert = partial(from_torchvision, aux_logits=bool(kwargs.get("aux_logits", False)))
     model = GoogLeNet(num_classes=num_classes, in_channels=in_channels, **kwargs)
-    return load_weights(model, replace(pretrained, convert=convert))
+    return load_weights(model, pretrained, convert=convert)
 
 
 @register_model

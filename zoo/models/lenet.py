@@ -13,6 +13,7 @@ from torch import nn
 from zoo.models.base import Backbone
 from zoo.models.registry import register_model
 from zoo.models.weights import (
+    FASHIONMNIST_CATEGORIES,
     FASHIONMNIST_PREPROCESS,
     Weights,
     load_weights,
@@ -99,6 +100,7 @@ register_weights(
         in_channels=1,
         metrics={"fashionmnist_test_acc": 0.9117},
         preprocess=FASHIONMNIST_PREPROCESS,
+        categories=FASHIONMNIST_CATEGORIES,
         model_kwargs={"image_size": 28, "activation": "relu", "pool": "max"},
         source="recipe lenet5_fashionmnist, seed 0 (docs/results.md)",
     )
@@ -107,7 +109,7 @@ register_weights(
 
 def _lenet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> LeNet5:
     pretrained, kwargs = weights_for(
-        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs, adapt=True
     )
     return load_weights(LeNet5(num_classes=num_classes, in_channels=in_channels, **kwargs), pretrained)
 

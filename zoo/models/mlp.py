@@ -13,6 +13,7 @@ from torch import nn
 from zoo.models.base import Backbone
 from zoo.models.registry import register_model
 from zoo.models.weights import (
+    FASHIONMNIST_CATEGORIES,
     FASHIONMNIST_PREPROCESS,
     Weights,
     load_weights,
@@ -64,6 +65,7 @@ register_weights(
         in_channels=1,
         metrics={"fashionmnist_test_acc": 0.8824},
         preprocess=FASHIONMNIST_PREPROCESS,
+        categories=FASHIONMNIST_CATEGORIES,
         source="recipe mlp_fashionmnist, seed 0 (docs/results.md)",
     )
 )
@@ -71,7 +73,7 @@ register_weights(
 
 def _mlp(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> MLP:
     pretrained, kwargs = weights_for(
-        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs, adapt=True
     )
     return load_weights(MLP(num_classes=num_classes, in_channels=in_channels, **kwargs), pretrained)
 

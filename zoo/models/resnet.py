@@ -41,6 +41,7 @@ from zoo.models.weights import (
     IMAGENET_PREPROCESS,
     Preprocess,
     Weights,
+    imagenet_categories,
     load_weights,
     register_weights,
     weights_for,
@@ -289,6 +290,7 @@ for (_name, _tag), (_file, _top1, _top5) in _IMAGENET.items():
             num_classes=1000,
             metrics={"imagenet_top1": _top1, "imagenet_top5": _top5},
             preprocess=IMAGENET_PREPROCESS if _tag == "imagenet" else _V2_PREPROCESS,
+            categories=imagenet_categories(),
             model_kwargs={"stem": "imagenet"},
             convert=from_torchvision,
             source=f"torchvision IMAGENET1K_{'V1' if _tag == 'imagenet' else 'V2'}",
@@ -298,7 +300,7 @@ for (_name, _tag), (_file, _top1, _top5) in _IMAGENET.items():
 
 def _resnet(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> ResNet:
     pretrained, kwargs = weights_for(
-        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs, adapt=True
     )
     block, layers = cfgs[name.removesuffix("_cifar")]
     model = ResNet(block, layers, num_classes=num_classes, in_channels=in_channels, **kwargs)

@@ -174,7 +174,7 @@ def _cifar_resnet(
     name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any
 ) -> CifarResNet:
     pretrained, kwargs = weights_for(
-        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs, adapt=True
     )
     kind = name.rstrip("0123456789")  # "resnet" or "plain"
     num_blocks = cfgs[int(name.removeprefix(kind))]

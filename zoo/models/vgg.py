@@ -30,6 +30,7 @@ from zoo.models.registry import register_model
 from zoo.models.weights import (
     IMAGENET_PREPROCESS,
     Weights,
+    imagenet_categories,
     load_weights,
     register_weights,
     weights_for,
@@ -167,6 +168,7 @@ for _name, (_file, _top1, _top5) in _IMAGENET.items():
             num_classes=1000,
             metrics={"imagenet_top1": _top1, "imagenet_top5": _top5},
             preprocess=IMAGENET_PREPROCESS,
+            categories=imagenet_categories(),
             model_kwargs={"head": "imagenet"},
             source="torchvision IMAGENET1K_V1 (keys match ours)",
         )
@@ -175,7 +177,7 @@ for _name, (_file, _top1, _top5) in _IMAGENET.items():
 
 def _vgg(name: str, *, num_classes: int, in_channels: int, weights: str | None, **kwargs: Any) -> VGG:
     pretrained, kwargs = weights_for(
-        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs
+        name, weights, num_classes=num_classes, in_channels=in_channels, kwargs=kwargs, adapt=True
     )
     cfg, batch_norm = cfgs[name.removesuffix("_bn")], name.endswith("_bn")
     model = VGG(cfg, num_classes=num_classes, in_channels=in_channels, batch_norm=batch_norm, **kwargs)

@@ -28,7 +28,9 @@ __all__ = [
     "download_artifact",
     "fetch",
     "local_path",
+    "read_export_metadata",
     "read_state_dict",
+    "split_sha256",
     "weights_dir",
 ]
 
@@ -78,7 +80,8 @@ def fetch(name: str, sha256: str, *, url: str | None = None, file: str | None = 
     if file is not None:
         if not path.is_file():
             raise WeightsError(f"weights '{name}' should be at {path}, which is missing")
-        _check_hash(path, sha256, "reinstall zoo")
+        shipped = not Path(file).is_absolute()  # an absolute path is the user's own file
+        _check_hash(path, sha256, "reinstall zoo" if shipped else "get the file again")
         return path
     assert url is not None
     if path.is_file():
@@ -172,3 +175,59 @@ def download_artifact(name: str) -> Path:
     if not checkpoints:
         raise WeightsError(f"W&B artifact '{name}' holds no .ckpt file")
     return checkpoints[0]
+
+
+#: How a reference to a weights file carries its hash: ``model.safetensors#sha256=<hex>``.
+HASH_SUFFIX = "#sha256="
+
+
+def split_sha256(reference: str) -> tuple[Path, str]:
+    """The file a reference names and the SHA-256 it must have (``""``: none given).
+
+    The hash comes from a ``#sha256=<hex>`` suffix or from a ``FILE.sha256`` file beside it (``sha256sum``'s
+    output or the bare digest); when both are given they must agree.
+
+    Raises:
+        WeightsError: A hash that is not hexadecimal, or two that disagree.
+    """
+    path_text, _, suffix = reference.partition(HASH_SUFFIX)
+    path = Path(path_text)
+    given: dict[str, str] = {}
+    if suffix:
+        given[f"{HASH_SUFFIX}{suffix}"] = suffix
+    side = path.with_name(path.name + ".sha256")
+    if side.is_file():
+        words = side.read_text(errors="replace").split()
+        given[str(side)] = words[0] if words else ""
+    for where, digest in given.items():
+        if not 8 <= len(digest) <= 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+            raise WeightsError(f"{where} is not a SHA-256 (8 to 64 hex digits) for {path}")
+    digests = {d.lower() for d in given.values()}
+    if len(digests) > 1 and not all(a.startswith(b) or b.startswith(a) for a in digests for b in digests):
+        raise WeightsError(f"the hashes given for {path} disagree: {', '.join(sorted(given))}")
+    return path, max(digests, key=len, default="")
+
+
+def read_export_metadata(path: Path) -> dict[str, str]:
+    """The metadata ``zoo export`` wrote in a safetensors file's header (the tensors are not read).
+
+    Raises:
+        WeightsError: The file is missing, is not safetensors, or carries no zoo metadata.
+    """
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as error:  # safetensors raises its own error types for a bad header
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise WeightsError(f"{path} is not a safetensors file that can be read: {reason}") from None
+    missing = [key for key in ("model", "num_classes", "in_channels") if key not in metadata]
+    if missing:
+        raise WeightsError(
+            f"{path} has no zoo metadata ({', '.join(missing)} missing): it was not written by zoo export, "
+            "its model and classes are unknown (read it with safetensors.torch.load_file)"
+        )
+    return dict(metadata)

@@ -21,10 +21,12 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelSummary
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from zoo.data.base import TaskKind, ZooDataModule
+from zoo.data.photos import DATA_RECORD, data_record
 from zoo.errors import DataError, ZooError
 from zoo.models import create_model
 from zoo.tasks.outputs import detached
@@ -100,6 +102,8 @@ class BaseTask(L.LightningModule):
     #: batches whose metric inputs :meth:`update_metrics` gathers before one update of the metrics: a torchmetrics
     #: update costs a tenth of a LeNet-5 step on a CPU, and the epoch's values do not change (1 for big inputs)
     metric_batches: ClassVar[int] = 32
+    #: the data record of the checkpoint this task was loaded from, kept when it is saved with no DataModule
+    _data_record: dict[str, Any] | None = None
 
     def __init__(self, ignore: list[str] | None = None) -> None:
         super().__init__()
@@ -246,6 +250,18 @@ class BaseTask(L.LightningModule):
         """Test loss and metrics; the batch's outputs, detached, for the callbacks."""
         return detached(self.step(batch, "test"))
 
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Put :class:`~zoo.callbacks.network_summary.NetworkSummary` in the place of the trainer's model summary,
+        if it has one: the network's layers without the rows of metric modules."""
+        from zoo.callbacks.network_summary import NetworkSummary  # callbacks import tasks, so not at the top
+
+        callbacks = getattr(self._trainer, "callbacks", [])  # set on the trainer at run time
+        summary = next((c for c in callbacks if isinstance(c, ModelSummary)), None)
+        if summary is None or isinstance(summary, NetworkSummary):
+            return []
+        # Lightning drops the trainer's callback of the class this one subclasses
+        return [NetworkSummary(max_depth=summary._max_depth, **summary._summarize_kwargs)]
+
     def configure_optimizers(self) -> Any:
         """Adam at 1e-3, used when no recipe gives ``optimizer:`` (recipes replace this method)."""
         return torch.optim.Adam(self.parameters(), lr=1e-3)
@@ -284,13 +300,20 @@ class BaseTask(L.LightningModule):
             self.example_input_array = torch.zeros(1, *shape)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the random state, so that a resumed run draws the same dropout masks as an uninterrupted one."""
+        """Keep the random state, so that a resumed run draws the same dropout masks as an uninterrupted one, and what
+        the data declares (:func:`zoo.data.photos.data_record`: class names, image shape, normalisation), so that
+        ``zoo predict`` can make new images into inputs with the checkpoint alone."""
         checkpoint["zoo_rng"] = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["zoo_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        datamodule = datamodule_of(self._trainer)
+        record = data_record(datamodule) if datamodule is not None else self._data_record
+        if record is not None:
+            checkpoint[DATA_RECORD] = record
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the random state saved by :meth:`on_save_checkpoint`."""
+        """Restore the random state saved by :meth:`on_save_checkpoint`; keep its data record for the next save."""
+        self._data_record = checkpoint.get(DATA_RECORD)
         state = checkpoint.get("zoo_rng")
         if state is None:
             return

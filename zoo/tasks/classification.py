@@ -12,7 +12,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.data.base import TaskKind
-from zoo.errors import ZooError
+from zoo.errors import DataError, ZooError
 from zoo.models.base import Backbone
 from zoo.tasks.base import BaseTask, Stage, build_network, datamodule_of
 from zoo.tasks.outputs import ClassificationOutputs
@@ -167,9 +167,46 @@ class ClassificationTask(BaseTask):
         # already gathered from every rank by torchmetrics; sync_dist only averages identical values
         self.log_dict({f"test_acc/{n}": v for n, v in zip(names, per_class, strict=True)}, sync_dist=True)
 
+    def setup(self, stage: str) -> None:
+        """The base class's checks, then, before training, that the network takes the data's images: a folder
+        of another size or channel count is refused in one line, not with a traceback from the first step."""
+        super().setup(stage)
+        data = datamodule_of(self._trainer)
+        shape = data.image_shape if data is not None else None
+        if stage != "fit" or data is None or shape is None:
+            return
+        name = type(data).__name__
+        if shape[0] != self.in_channels:
+            raise DataError(
+                f"{self.model_name} takes {self.in_channels}-channel images but {name} gives {shape[0]}: set "
+                f"--model.init_args.in_channels {shape[0]}, or give the data {self.in_channels} channels"
+            )
+        training = self.net.training
+        self.net.eval()  # a trial batch must not move batch norm statistics
+        try:
+            with torch.no_grad():
+                self.net(torch.zeros(1, *shape, device=next(self.net.parameters()).device))
+        except RuntimeError as error:
+            reason = str(error).strip().splitlines()[0]
+            built = self.model_kwargs.get("image_size")
+            size = f" ({built})" if built is not None else ""
+            raise DataError(
+                f"{self.model_name} cannot take the {shape[1]}x{shape[2]} images of {name} ({reason}): give the data "
+                f"the image size the network was built for{size} with --data.init_args.image_size, or build the "
+                "network for this size (model_kwargs)"
+            ) from None
+        finally:
+            self.net.train(training)
+
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """Predicted class, its probability, and the true label of every image in the batch."""
+        """Predicted class, its probability, the probabilities of every class ``(B, num_classes)`` and the label of
+        every image in the batch (for unlabelled images, :class:`~zoo.data.photos.PhotosDataModule`, its number)."""
         images, labels = batch
         probabilities = torch.softmax(self(images), dim=1)
         confidence, predicted = probabilities.max(dim=1)
-        return {"label": labels, "predicted": predicted, "confidence": confidence}
+        return {
+            "label": labels,
+            "predicted": predicted,
+            "confidence": confidence,
+            "probabilities": probabilities,
+        }
