@@ -18,6 +18,7 @@ from PIL import Image
 from torch import nn
 
 from zoo.data import VOC_CLASSES
+from zoo.models import weights
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
@@ -233,3 +234,13 @@ def detection_recipe_args(recipe: str, tmp_path: Path) -> list[str]:
         "--data.init_args.val_json", str(files["val_json"]), "--data.init_args.val_images", str(files["images"]),
         "--data.init_args.num_workers", "0", "--model.init_args.num_classes", "3", *small_model(),
     ]  # fmt: skip
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """tests/models: a private weights table and download folder for one test; returns the folder of served files."""
+    monkeypatch.setattr(weights, "_WEIGHTS", {k: dict(v) for k, v in weights._WEIGHTS.items()})
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path / "cache"))
+    served = tmp_path / "served"
+    served.mkdir()
+    return served

@@ -11,21 +11,10 @@ import torch
 from PIL import Image
 
 from zoo.errors import ZooError
-from zoo.models import create_model, get_weights, weights
+from zoo.models import create_model, get_weights
 from zoo.models.adapt import adapt_input_conv
 from zoo.models.weights import UnknownWeightsError, Weights, register_weights
 from zoo.models.weights_files import WeightsError
-
-
-@pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """A private weights table and download folder for one test; returns the folder of served files."""
-    monkeypatch.setattr(weights, "_WEIGHTS", {k: dict(v) for k, v in weights._WEIGHTS.items()})
-    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path / "cache"))
-    served = tmp_path / "served"
-    served.mkdir()
-    return served
-
 
 # --- adapt_input_conv: timm's rule ------------------------------------------------------------------------------
 

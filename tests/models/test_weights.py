@@ -20,16 +20,6 @@ TORCHVISION = ["alexnet", "googlenet", "resnet18", "resnet34", "resnet50", "resn
 TORCHVISION += [f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")]
 
 
-@pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """A private weights table and download folder for one test; returns the folder of served files."""
-    monkeypatch.setattr(weights, "_WEIGHTS", {k: dict(v) for k, v in weights._WEIGHTS.items()})
-    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path / "cache"))
-    served = tmp_path / "served"
-    served.mkdir()
-    return served
-
-
 def _serve(model: nn.Module, folder: Path, stem: str, payload: Any = None) -> tuple[str, str]:
     """Save a state dict (or ``payload``) as torchvision names its files; returns (file:// URL, sha256)."""
     tmp = folder / f"{stem}.tmp"
