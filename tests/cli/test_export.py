@@ -13,10 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from zoo.cli.export import FORMATS, default_input_size, main, save_network
+from zoo.cli.export import FORMATS, main, save_network
 from zoo.data import FashionMNISTDataModule
 from zoo.errors import ZooError
 from zoo.models import create_model
+from zoo.models.summary import default_input_size
 from zoo.tasks import ClassificationTask
 
 ATOL = 1e-4

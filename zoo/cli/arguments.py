@@ -61,18 +61,24 @@ def without(argv: Sequence[str], flag: str, *, takes_value: bool = True) -> list
 def recipe_arguments(command: str, argv: Sequence[str]) -> Arguments:
     """Split ``argv`` of ``zoo <command>`` and find its config file.
 
+    For the evaluation commands, a given ``--ckpt_path`` is checked here, once, before anything reads it
+    (``zoo fit`` checks its own when it resolves a resume).
+
     Raises:
         ZooError: unknown recipe, invalid YAML, an unsafe checkpoint, or no recipe and no config at all.
     """
     recipe = token_value(argv, "--recipe")
     ckpt_path = token_value(argv, "--ckpt_path")
     overrides = without(argv, "--recipe")
-    if recipe is not None:
-        path = find_recipe(recipe)
+    path = find_recipe(recipe) if recipe is not None else None
+    if path is not None:
         read_recipe(path)
+    if command != "fit" and ckpt_path is not None:
+        checked_checkpoint(ckpt_path)
+    if path is not None:
         return Arguments(path, path.stem, overrides, ckpt_path)
     if command != "fit" and ckpt_path is not None:
-        run_config = run_config_of(checked_checkpoint(ckpt_path))
+        run_config = run_config_of(ckpt_path)
         if run_config is not None:  # a checkpoint in a run folder brings its resolved config
             recipe_name = str(read_recipe(run_config).get("recipe") or run_config.parent.parent.name)
             return Arguments(run_config, recipe_name, overrides, ckpt_path)

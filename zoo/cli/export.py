@@ -49,7 +49,6 @@ __all__ = [
     "FORMATS",
     "PROGRAM_METADATA",
     "TOLERANCE",
-    "default_input_size",
     "export",
     "main",
     "output_format",
@@ -88,14 +87,6 @@ def output_format(out: Path, fmt: str | None = None) -> str:
         hint = f" (or in {others} for those formats)" if by_suffix is None and fmt == "safetensors" else ""
         raise ZooError(f"--output must end in {FORMATS[fmt]}, not '{out.suffix}'{hint}")
     return fmt
-
-
-def default_input_size(in_channels: int, model_kwargs: Mapping[str, Any]) -> tuple[int, int, int]:
-    """``(C, H, W)`` of the images a network takes unless told: ``zoo summary``'s rule, the ``image_size`` option,
-    else 28x28 for one channel, 32x32 for a CIFAR head or stem, else 224x224."""
-    small = "cifar" in (model_kwargs.get("head"), model_kwargs.get("stem"))
-    side = int(model_kwargs.get("image_size") or (28 if in_channels == 1 else 32 if small else 224))
-    return in_channels, side, side
 
 
 def save_network(
@@ -160,7 +151,7 @@ def export(
         out: The file to write; it must not exist.
         fmt: A key of :data:`FORMATS`; None takes it from the suffix of ``out`` (see :func:`output_format`).
         input_size: ``(C, H, W)`` of the images an ONNX graph or exported program takes; None: see
-            :func:`default_input_size`.
+            :func:`zoo.models.summary.default_input_size`.
 
     Returns:
         The metadata written, plus ``sha256`` of the file, ``format``, ``input_size`` and ``difference`` (see
@@ -173,6 +164,7 @@ def export(
     import torch
 
     from zoo.models import create_model
+    from zoo.models.summary import default_input_size
     from zoo.models.weights import find_weights
 
     fmt = output_format(out, fmt)

@@ -217,12 +217,10 @@ def run_evaluation(cli_class: type[ZooCLI], argv: Sequence[str]) -> ZooCLI:
         ZooError: no ``--ckpt_path``, an unsafe checkpoint, or bad arguments.
     """
     from zoo.cli.arguments import recipe_arguments
-    from zoo.cli.checkpoints import checked_checkpoint
 
     arguments = recipe_arguments(cli_class.command, argv)
     if {"-h", "--help"} & set(argv):
         return cli_class(arguments.for_lightning())
     if arguments.ckpt_path is None:
         raise ZooError(f"zoo {cli_class.command} needs --ckpt_path (a checkpoint written by zoo fit)")
-    checked_checkpoint(arguments.ckpt_path)  # before anything reads it
     return cli_class(arguments.for_lightning())

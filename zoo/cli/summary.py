@@ -80,7 +80,7 @@ def _from_recipe(name: str) -> tuple[str, dict[str, Any]]:
 
 def _run(argv: Sequence[str]) -> None:
     from zoo.models import create_model
-    from zoo.models.summary import format_table, input_channels, summarize
+    from zoo.models.summary import default_input_size, format_table, input_channels, summarize
 
     args = _parser().parse_args(argv)
     if (args.model is None) == (args.recipe is None):
@@ -98,10 +98,7 @@ def _run(argv: Sequence[str]) -> None:
     if args.input_size:
         input_size = tuple(args.input_size)
     else:
-        channels = input_channels(model)
-        small = "cifar" in (options.get("head"), options.get("stem"))  # the 32-pixel forms
-        side = options.get("image_size") or (28 if channels == 1 else 32 if small else 224)
-        input_size = (channels, side, side)
+        input_size = default_input_size(input_channels(model), options)
     if min(input_size) < 1:
         raise ZooError(f"input size {input_size} must be positive")
     try:

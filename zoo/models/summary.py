@@ -9,14 +9,14 @@ Convolutional Neural Networks", Distill 2019). Totals follow the table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Layer", "format_table", "input_channels", "summarize"]
+__all__ = ["Layer", "default_input_size", "format_table", "input_channels", "summarize"]
 
 # Layers whose output is the same shape as their input and that hold no parameters: left out of the table.
 _QUIET = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Dropout, nn.Identity, nn.Softmax, nn.LeakyReLU)
@@ -181,3 +181,11 @@ def input_channels(model: nn.Module) -> int:
         if isinstance(m, nn.Conv2d):
             return m.in_channels
     return 1
+
+
+def default_input_size(in_channels: int, model_kwargs: Mapping[str, Any]) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the images a network takes unless told: the ``image_size`` option, else 28x28 for one
+    channel, 32x32 for a CIFAR head or stem, else 224x224 (what ``zoo summary`` and ``zoo export`` assume)."""
+    small = "cifar" in (model_kwargs.get("head"), model_kwargs.get("stem"))  # the 32-pixel forms
+    side = int(model_kwargs.get("image_size") or (28 if in_channels == 1 else 32 if small else 224))
+    return in_channels, side, side
