@@ -1,11 +1,10 @@
 """PredictionWriter: the CSV of a classifier's (and a localizer's) predictions, a task's own files, and what it
-refuses: an existing file, and more than one process."""
+refuses: an existing file; the shares of several processes put back in order."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -14,6 +13,7 @@ import torch
 from conftest import make_idx_dataset
 
 from zoo.callbacks import PredictionWriter
+from zoo.callbacks.prediction_writer import gather_predictions
 from zoo.data import FashionMNISTDataModule, ShapesDataModule
 from zoo.errors import ZooError
 from zoo.tasks import AutoencoderTask, ClassificationTask, LocalizationTask
@@ -97,13 +97,31 @@ def test_an_existing_file_is_refused_and_left_alone(tmp_path: Path, fashion: Fas
     assert output.read_text() == "mine\n"
 
 
-def test_more_than_one_process_is_refused_in_one_line(tmp_path: Path) -> None:
-    writer = PredictionWriter(tmp_path / "preds.csv")
-    two = SimpleNamespace(world_size=2, is_global_zero=True)
-    task = ClassificationTask("lenet5", model_kwargs={"image_size": 28})
-    with pytest.raises(ZooError, match=r"^zoo predict runs on one process") as error:
-        writer.setup(two, task, "predict")  # type: ignore[arg-type]
-    assert "\n" not in str(error.value)
-    with pytest.raises(ZooError, match=r"^zoo predict runs on one process"):
-        writer.write_on_epoch_end(two, task, [], [])  # type: ignore[arg-type]
-    assert not (tmp_path / "preds.csv").exists()
+def test_the_shares_of_several_processes_are_put_back_in_the_data_s_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 5 samples on 2 processes: rank 0 predicted samples 0, 2, 4 and rank 1 samples 1, 3 (Lightning's prediction
+    # sampler and zoo's in-memory loaders deal them out so), in batches of 2
+    def batch(numbers: list[int]) -> dict[str, object]:
+        return {
+            "label": torch.tensor(numbers),
+            "predicted": torch.tensor(numbers) * 10,
+            "names": [f"n{n}" for n in numbers],
+        }
+
+    rank0 = [batch([0, 2]), batch([4])]
+
+    def all_gather_object(
+        out: list[object], mine: object
+    ) -> None:  # rank 1's samples, one a batch, as it sends
+        theirs = [
+            {"label": torch.tensor([n]), "predicted": torch.tensor([10 * n]), "names": [f"n{n}"]}
+            for n in (1, 3)
+        ]
+        out[0], out[1] = mine, theirs
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", all_gather_object)
+    merged = gather_predictions(rank0, rank=0, world_size=2)
+    assert [int(b["label"]) for b in merged] == [0, 1, 2, 3, 4]
+    assert [int(b["predicted"]) for b in merged] == [0, 10, 20, 30, 40]
+    assert [b["names"] for b in merged] == [["n0"], ["n1"], ["n2"], ["n3"], ["n4"]]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage.data
 import torch
 import yaml
 from conftest import (
@@ -240,6 +241,25 @@ def test_ddp_on_two_cpu_processes_shares_out_the_data(idx_root: Path, tmp_path: 
         assert rank0["batches"] == rank1["batches"] == -(-len(rank0["indices"]) // 32)
     first = json.loads((shards / "rank0-epoch0.json").read_text())["indices"]
     assert first != json.loads((shards / "rank0-epoch1.json").read_text())["indices"]  # reshuffled per epoch
+
+    # zoo predict on two processes: each predicts its share, rank zero writes every row once, in order
+    two = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu"]
+    checkpoint = ["--ckpt_path", str(folder / "best.ckpt")]
+    for name, paths in (("split", []), ("files", [str(tmp_path / "new")])):
+        if paths:  # 5 image files: 3 for one process, 2 for the other
+            (tmp_path / "new").mkdir()
+            for index in range(5):
+                Image.fromarray(skimage.data.camera()[index * 40 :][:100, :80]).save(
+                    tmp_path / "new" / f"{index}.png"
+                )
+        alone = run_zoo("predict", *checkpoint, *paths, "--output", str(tmp_path / f"{name}-1.csv"))
+        assert alone.returncode == 0, alone.stderr[-3000:]
+        shared = run_zoo("predict", *checkpoint, *paths, *two, "--output", str(tmp_path / f"{name}-2.csv"))
+        assert shared.returncode == 0, shared.stderr[-3000:]
+        assert shared.stdout.count("predictions written to") == 1  # rank zero alone says so
+        rows = (tmp_path / f"{name}-2.csv").read_text().splitlines()
+        assert len(rows) == 1 + (5 if paths else 200)
+        assert rows == (tmp_path / f"{name}-1.csv").read_text().splitlines()  # same rows as one process
 
 
 def test_resume_after_sigkill_mid_epoch_keeps_the_runs_config_and_matches_an_uninterrupted_run(

@@ -144,7 +144,7 @@ def test_train_on_a_folder_then_predict_new_images(
         (["--ckpt_path", str(run / "best.ckpt"), str(tmp_path / "nope.jpg")], ["nope.jpg does not exist"]),
         (
             ["--ckpt_path", str(run / "best.ckpt"), "--top_k", "2"],
-            ["--top_k and --overlay are for image files"],
+            ["--top_k is for image files"],
         ),
         (["--ckpt_path", str(run / "best.ckpt"), str(new), "--output", str(output)], ["exists"]),
     ]:

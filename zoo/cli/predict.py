@@ -1,11 +1,17 @@
 """``zoo predict``: run a checkpoint over new image files, or over the prediction split, and write what it predicts.
 
-``zoo predict --ckpt_path RUN/best.ckpt PATH...`` classifies image files and folders of them (any mix of formats,
-sizes, grey, RGBA and palette images): one CSV row per file with its class, the probability, and the next classes
-of the top ``--top_k`` (``file,class,probability,class_2,probability_2,...``); ``--overlay DIR`` also writes each
-image with its class and probability drawn on it. The images are made into inputs as the run made its evaluation
-images, from what the checkpoint keeps of its data (:mod:`zoo.data.photos`), so no training data is needed. A file
-that does not decode is named on stderr, skipped and counted in the last line.
+``zoo predict --ckpt_path RUN/best.ckpt PATH...`` predicts image files and folders of them (any mix of formats,
+sizes, grey, RGBA and palette images) with a classification, detection or segmentation run:
+
+- a classifier writes one CSV row per file with its class, the probability, and the next classes of the top
+  ``--top_k`` (``file,class,probability,class_2,probability_2,...``);
+- a detector writes one CSV row per box scored ``--score_threshold`` or more (``file,class,score,x1,y1,x2,y2``, in
+  the file's pixels; a file with no box gets a row of its own);
+- a segmenter writes a folder of palette PNG masks, one per file at the file's size (pixel value = class).
+
+``--overlay DIR`` also writes each image with its class, boxes or mask drawn on it. The images are made into inputs
+from what the checkpoint keeps of its data (:mod:`zoo.data.photos`), so no training data is needed. A file that
+does not decode is named on stderr, skipped and counted in the last line.
 
 Without PATHs, the DataModule's prediction split is predicted: a classifier writes a CSV (index, label, predicted
 class, confidence, class name), detection JSON, segmentation PNG masks, style transfer PNG images, the autoencoder
@@ -29,6 +35,7 @@ from zoo.callbacks import PredictionWriter
 from zoo.cli.errors import answer_bad_input
 from zoo.cli.flags import renamed, token_value
 from zoo.cli.lightning import ZooCLI, run_evaluation
+from zoo.data.photos import PHOTO_KINDS
 from zoo.errors import ZooError
 
 __all__ = ["PredictCLI", "main", "split_paths"]
@@ -64,12 +71,14 @@ class PredictCLI(ZooCLI):
 
     command = "predict"
     usage = (
-        "zoo predict --ckpt_path CKPT [PATH ...] [--top_k K] [--overlay DIR] [--recipe NAME|PATH] "
+        "zoo predict --ckpt_path CKPT [PATH ...] [--top_k K] [--score_threshold S] [--overlay DIR] "
+        "[--recipe NAME|PATH] "
         "[--output FILE|FOLDER] [--KEY VALUE ...]   (PATH: an image file or a folder of them)"
     )
 
     def add_arguments_to_parser(self, parser: Any) -> None:
-        """``--output``, ``--top_k`` and ``--overlay``, besides the keys every recipe may hold."""
+        """``--output``, ``--top_k``, ``--score_threshold`` and ``--overlay``, besides the keys every recipe may
+        hold."""
         super().add_arguments_to_parser(parser)
         parser.add_argument(
             "--output",
@@ -84,29 +93,46 @@ class PredictCLI(ZooCLI):
             help="Image files: classes per image (default: up to 5).",
         )
         parser.add_argument(
+            "--score_threshold",
+            type=float | None,
+            default=None,
+            help="Image files, detection runs: the least score of a box written and drawn (default: 0.5).",
+        )
+        parser.add_argument(
             "--overlay", type=str | None, default=None, help="Image files: a folder for the labelled images."
         )
 
     def before_instantiate_classes(self) -> None:
-        """The writer keeps the predictions; Lightning need not return them too. Image files need a classifier."""
+        """The writer keeps the predictions; Lightning need not return them too. Image files are made into inputs
+        for the checkpoint's kind of task (classification, detection or segmentation)."""
         super().before_instantiate_classes()
         options = self.options
         options.return_predictions = False
         photos = str(getattr(options.data, "class_path", "")) == PHOTOS
-        if not photos and (options.top_k is not None or options.overlay is not None):
+        image_options = {"--top_k": options.top_k, "--score_threshold": options.score_threshold,
+                         "--overlay": options.overlay}  # fmt: skip
+        given = [flag for flag, value in image_options.items() if value is not None]
+        if not photos and given:
             raise ZooError(
-                "--top_k and --overlay are for image files: give them after --ckpt_path (PATH ...)"
+                f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for image files: give them after "
+                "--ckpt_path (PATH ...)"
             )
-        if photos and _kind_of(str(options.model.class_path)) != "classification":
+        if not photos:
+            return
+        kind = _kind_of(str(options.model.class_path))
+        if kind not in PHOTO_KINDS:
             raise ZooError(
-                f"predicting image files needs a classifier, and {options.ckpt_path} holds a "
-                f"{_kind_of(str(options.model.class_path))} task: predict its data's split without image paths"
+                f"image files are predicted by {', '.join(PHOTO_KINDS)} runs, and {options.ckpt_path} holds a "
+                f"{kind} task: predict its data's split without image paths"
             )
+        options.data.init_args.kind = kind
 
     def extra_callbacks(self) -> list[Callback]:
         """The prediction writer, once the output is known to be new."""
         checkpoint = Path(self.options.ckpt_path)
-        suffix = self.model.predictions_suffix
+        photos = str(getattr(self.options.data, "class_path", "")) == PHOTOS
+        # image files: a CSV of classes or boxes, or a folder of masks
+        suffix = self.model.predictions_suffix if not photos or self.model.kind == "segmentation" else ".csv"
         output = (
             Path(self.options.output).expanduser()
             if self.options.output
@@ -114,7 +140,12 @@ class PredictCLI(ZooCLI):
         )
         if output.exists():
             raise ZooError(f"{output} exists; choose another file with --output")
-        self.writer = PredictionWriter(output, top_k=self.options.top_k, overlay=self.options.overlay)
+        self.writer = PredictionWriter(
+            output,
+            top_k=self.options.top_k,
+            overlay=self.options.overlay,
+            threshold=self.options.score_threshold,
+        )
         return [self.writer]
 
     def after_predict(self) -> None:
@@ -150,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = renamed(
         "zoo predict",
         list(sys.argv[1:] if argv is None else argv),
-        ["--output", "--ckpt_path", "--top_k", "--overlay"],
+        ["--output", "--ckpt_path", "--top_k", "--score_threshold", "--overlay"],
     )
     flags, paths = split_paths(arguments)
 

@@ -4,9 +4,11 @@ checkpoint made its own evaluation images.
 A checkpoint keeps what its data declared (:func:`data_record`, under :data:`DATA_RECORD`: the class names, the
 image shape and the normalisation), written by :meth:`zoo.tasks.BaseTask.on_save_checkpoint`.
 :class:`PhotosDataModule` reads it back, so ``zoo predict --ckpt_path RUN/best.ckpt PATH...`` needs no training
-data on disk: every image is read as RGB or grey (what the network takes), then resized, centre-cropped and
-normalised by :func:`zoo.data.folder.evaluation_transform`. Any mix of formats, sizes, grey, RGBA and palette
-images is taken; a file that does not decode is left out of its batch, and the prediction writer names it.
+data on disk: every image is read as RGB or grey (what the network takes). For a classifier it is then resized,
+centre-cropped and normalised by :func:`zoo.data.folder.evaluation_transform`; for a detector or a segmenter the
+whole image is resized to the size the network was trained on (:func:`whole_image_transform`), and the prediction
+writer maps boxes and masks back to the file's own pixels. Any mix of formats, sizes, grey, RGBA and palette images
+is taken; a file that does not decode is left out of its batch, and the prediction writer names it.
 """
 
 from __future__ import annotations
@@ -14,26 +16,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor
 from torch.utils.data import default_collate
+from torchvision.transforms import v2
 
 from zoo.data.base import TaskKind, ZooDataModule
 from zoo.data.folder import ImageFilesDataModule, evaluation_transform
 from zoo.data.readers.images import NumberedImageFiles, find_images
 from zoo.errors import DataError
 
-__all__ = ["DATA_RECORD", "PhotosDataModule", "collate_decoded", "data_record", "read_data_record"]
+__all__ = [
+    "DATA_RECORD",
+    "PHOTO_KINDS",
+    "PhotoKind",
+    "PhotosDataModule",
+    "collate_decoded",
+    "data_record",
+    "read_data_record",
+    "whole_image_transform",
+]
 
 #: the key of a checkpoint holding :func:`data_record`
 DATA_RECORD = "zoo_data"
+#: the tasks that predict image files: a class per image, boxes, or a class per pixel
+PhotoKind = Literal["classification", "detection", "segmentation"]
+PHOTO_KINDS: tuple[str, ...] = get_args(PhotoKind)
 
 
 def data_record(data: ZooDataModule) -> dict[str, Any] | None:
-    """What a checkpoint keeps of its data: ``classes``, ``image_shape`` ``[C, H, W]``, ``mean`` and ``std`` (plain
-    lists, which ``torch.load(weights_only=True)`` reads; None where the data declares none).
+    """What a checkpoint keeps of its data: ``classes``, ``num_classes`` (the classes with the background, for data
+    that counts one), ``image_shape`` ``[C, H, W]``, ``mean`` and ``std`` (plain lists, which
+    ``torch.load(weights_only=True)`` reads; None where the data declares none).
 
     Returns None for a DataModule that does not declare its classes.
     """
@@ -44,6 +60,7 @@ def data_record(data: ZooDataModule) -> dict[str, Any] | None:
     shape, mean, std = data.image_shape, data.mean, data.std
     return {
         "classes": classes,
+        "num_classes": int(data.num_classes),
         "image_shape": None if shape is None else [int(n) for n in shape],
         "mean": None if mean is None else [float(v) for v in mean.tolist()],
         "std": None if std is None else [float(v) for v in std.tolist()],
@@ -82,6 +99,31 @@ def collate_decoded(samples: Sequence[tuple[Tensor, int] | None], *, image_shape
     return default_collate(kept)
 
 
+def whole_image_transform(
+    image_shape: Sequence[int], mean: Sequence[float] | None, std: Sequence[float] | None
+) -> v2.Compose:
+    """How an image file becomes the input of a detector or a segmenter: all of it kept, nothing cropped.
+
+    Args:
+        image_shape: ``(C, H, W)`` of the images the network was trained on.
+        mean: per-channel mean ``(C,)`` the inputs are normalised with (0..1 units); None for no normalisation.
+        std: per-channel standard deviation ``(C,)``; None for no normalisation.
+
+    Returns:
+        A transform from a ``uint8`` ``(C, h, w)`` image of any size to a float ``(C, H, W)`` one: resized to
+        ``H`` x ``W`` (so objects keep the scale they were trained at, relative to the image), scaled to 0..1 and
+        normalised. A box or mask predicted on it maps back to the file by the ratio of the two sizes.
+    """
+    _, height, width = image_shape
+    steps: list[torch.nn.Module] = [
+        v2.Resize((height, width), antialias=True),
+        v2.ToDtype(torch.float32, scale=True),
+    ]
+    if mean is not None and std is not None:
+        steps.append(v2.Normalize(list(mean), list(std)))
+    return v2.Compose(steps)
+
+
 def _expand(paths: Sequence[str]) -> list[Path]:
     """The files named, and the images under the folders named, in order, each once."""
     files: list[Path] = []
@@ -100,12 +142,14 @@ class PhotosDataModule(ImageFilesDataModule):
     """Unlabelled images for ``zoo predict``, made into inputs as the checkpoint's training data made its own.
 
     The predict batches are ``(images, numbers)``: float images ``(B, C, H, W)`` and each one's number in
-    :attr:`files` (a classifier's ``predict_step`` returns them as ``label``); files that do not decode are left
+    :attr:`files` (the tasks' ``predict_step`` return them as ``label``); files that do not decode are left
     out. There are no other splits.
 
     Args:
         paths: image files and folders of them (searched recursively).
         checkpoint: the checkpoint whose :func:`data_record` says the classes, image shape and normalisation.
+        kind: the task of the checkpoint: a classifier's images are centre-cropped as its evaluation images were,
+            a detector's or segmenter's are resized whole (:func:`whole_image_transform`).
         batch_size: images per batch.
         num_workers: processes decoding images.
 
@@ -116,14 +160,27 @@ class PhotosDataModule(ImageFilesDataModule):
     kinds: ClassVar[frozenset[TaskKind]] = frozenset({"classification"})
 
     def __init__(
-        self, paths: list[str], checkpoint: str, *, batch_size: int = 32, num_workers: int = 0
+        self,
+        paths: list[str],
+        checkpoint: str,
+        *,
+        kind: PhotoKind = "classification",
+        batch_size: int = 32,
+        num_workers: int = 0,
     ) -> None:
         super().__init__()
+        if kind not in PHOTO_KINDS:
+            raise DataError(f"image files are predicted by {', '.join(PHOTO_KINDS)} tasks, not {kind!r}")
+        self.kind: PhotoKind = kind
+        # an instance serves its checkpoint's task only, as ShapesDataModule serves its mode
+        self.kinds = frozenset({kind})  # type: ignore[misc]
         record = read_data_record(checkpoint)
         self.files = _expand(paths)
         self.batch_size = self.eval_batch_size = batch_size
         self.num_workers = num_workers
         self._classes = [str(name) for name in record["classes"]]
+        # recorded since detection and segmentation runs predict image files; before, classes alone
+        self._num_classes = int(record.get("num_classes") or len(self._classes))
         self._shape = (
             int(record["image_shape"][0]),
             int(record["image_shape"][1]),
@@ -138,6 +195,11 @@ class PhotosDataModule(ImageFilesDataModule):
     def classes(self) -> list[str]:
         """The class names the checkpoint was trained on, in label order."""
         return self._classes
+
+    @property
+    def num_classes(self) -> int:
+        """The classes the checkpoint's network predicts: with the background for a detector or segmenter."""
+        return self._num_classes
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -155,5 +217,6 @@ class PhotosDataModule(ImageFilesDataModule):
             return
         mean = None if self.mean is None else self.mean.tolist()
         std = None if self.std is None else self.std.tolist()
-        transform = evaluation_transform(self._shape, mean, std)
+        made = evaluation_transform if self.kind == "classification" else whole_image_transform
+        transform = made(self._shape, mean, std)
         self.datasets["predict"] = NumberedImageFiles(self.files, transform, channels=self.channels)

@@ -185,10 +185,16 @@ class DetectionTask(BaseTask):
         logged = {f"{stage}_{k}": values[f"{stage}_{k}"] for k in LOGGED_MAP}
         self.log_dict(logged, prog_bar=stage != "test", sync_dist=True)
 
-    def predict_step(self, batch: tuple[Images, Targets], batch_idx: int) -> dict[str, Detections]:
-        """The detections of every image of the batch, on the CPU."""
-        images, _ = batch
-        return {"detections": [{k: v.cpu() for k, v in d.items()} for d in self(_plain(images))]}
+    def predict_step(self, batch: tuple[Images, Targets | Tensor], batch_idx: int) -> dict[str, Any]:
+        """The detections of every image of the batch, on the CPU; for unlabelled image files
+        (:class:`~zoo.data.photos.PhotosDataModule`, whose batches give each image's number), the numbers as
+        ``label``."""
+        images, targets = batch
+        found = self(_plain(images))
+        out: dict[str, Any] = {"detections": [{k: v.cpu() for k, v in d.items()} for d in found]}
+        if isinstance(targets, Tensor):
+            out["label"] = targets.cpu()
+        return out
 
     def write_predictions(self, batches: list[dict[str, Detections]], output: Path) -> str:
         """Write the detections of ``python -m zoo.predict`` as JSON: one entry per image, in the data's order.

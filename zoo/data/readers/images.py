@@ -38,7 +38,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
 #: prefix naming a bundled scikit-image picture instead of a file: ``skimage:hubble_deep_field``
 SKIMAGE_PREFIX = "skimage:"
-_SKIMAGE_PICTURES = (*SAMPLES, "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel", "logo")
+_SKIMAGE_PICTURES = (
+    *SAMPLES,
+    # colour
+    *("cat", "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel", "logo"),
+    # grey
+    *("camera", "coins", "moon", "page", "text", "clock", "checkerboard", "brick", "grass", "gravel", "cell"),
+)
 #: Pillow modes of one-channel images (black and white, grey, grey with alpha, 16- and 32-bit grey)
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
