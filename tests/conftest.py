@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import struct
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ FASHION_MNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# zoo's measurements of the host (zoo.cli.precision) go to a cache of the tests', not the user's
+os.environ.setdefault("ZOO_CACHE_DIR", str(Path(tempfile.gettempdir()) / "zoo-tests-cache"))
 
 
 def write_idx(path: Path, array: np.ndarray, *, compress: bool = True) -> Path:
@@ -93,6 +96,17 @@ def make_cifar100(folder: Path, *, train: int = 120, test: int = 30, seed: int =
         }
         (root / name).write_bytes(pickle.dumps(written[name], protocol=2))
     return written
+
+
+def make_colour_folders(folder: Path, *, per_class: int = 12) -> Path:
+    """``folder/class<k>/<i>.png``: three classes of 40x30 RGB images, each class bright in its own channel."""
+    for label in range(3):
+        (folder / f"class{label}").mkdir(parents=True)
+        for index in range(per_class):
+            pixels = np.full((30, 40, 3), 20 + index, dtype=np.uint8)
+            pixels[..., label] = 200
+            Image.fromarray(pixels).save(folder / f"class{label}" / f"{index}.png")
+    return folder
 
 
 def num_params(model: nn.Module) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -73,3 +74,49 @@ class RecordShards(L.Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         name = f"rank{trainer.global_rank}-epoch{trainer.current_epoch}.json"
         (self.out_dir / name).write_text(json.dumps(record))
+
+
+class SignalAtStep(L.Callback):
+    """Send this process the signal ``name`` (``SIGINT``, ``SIGTERM``, ``SIGUSR1``) just before optimiser step
+    ``step``, on the ranks ``ranks`` (all by default); with ``marker``, once per rank, as :class:`KillAtStep`."""
+
+    def __init__(
+        self, step: int, name: str, marker: str | None = None, ranks: list[int] | None = None
+    ) -> None:
+        self.step, self.signum = step, signal.Signals[name]
+        self.marker, self.ranks = marker, ranks
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        elsewhere = self.ranks is not None and trainer.global_rank not in self.ranks
+        if trainer.global_step != self.step or elsewhere:
+            return
+        marker = Path(f"{self.marker}-rank{trainer.global_rank}") if self.marker else None
+        if marker is None or not marker.exists():
+            if marker is not None:
+                marker.write_text("signalled")
+            os.kill(os.getpid(), self.signum)
+
+
+class FullDiskAt(L.Callback):
+    """Make the ``nth`` write of ``last.ckpt`` fail as on a full disk: part of the file written, then ``ENOSPC``;
+    with ``marker``, in one run only, as :class:`KillAtStep`."""
+
+    def __init__(self, nth: int, marker: str | None = None) -> None:
+        self.nth, self.writes = nth, 0
+        self.marker = Path(marker) if marker else None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        io = trainer.strategy.checkpoint_io
+        save = io.save_checkpoint
+
+        def save_or_fail(checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+            if str(path).endswith("last.ckpt.partial"):
+                self.writes += 1
+                if self.writes == self.nth and not (self.marker and self.marker.exists()):
+                    if self.marker:
+                        self.marker.write_text("failed")
+                    Path(path).write_bytes(b"PK\x03\x04" + bytes(4096))  # what fitted before the disk filled
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            save(checkpoint, path, storage_options)
+
+        io.save_checkpoint = save_or_fail  # type: ignore[method-assign]

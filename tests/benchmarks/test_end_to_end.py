@@ -29,5 +29,5 @@ def test_both_arms_train_test_and_are_compared(tmp_path: Path) -> None:
             rf"seed 0 +{arm}: test accuracy ([0-9.]+), training ([0-9.]+) s, whole command ([0-9.]+) s", out
         )
         accuracy, training, whole = map(float, row)
-        assert 0 <= accuracy <= 1 and 0 < training < whole
+        assert 0 <= accuracy <= 1 and 0 <= training < whole  # a few batches may round to 0.0 s
     assert re.search(r"torchvision / zoo, whole command: [0-9.]+x", out)

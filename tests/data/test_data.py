@@ -197,7 +197,8 @@ def _train_count(dm: FashionMNISTDataModule) -> int:
 def test_root_beats_env_beats_system(three_places: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
     assert _train_count(_fashion(three_places["root"])) == 30
     assert _train_count(_fashion(None)) == 40
-    assert _train_count(_fashion(tmp_path / "empty")) == 40  # a root without the files falls through
+    with pytest.raises(DataError, match="does not exist"):  # a root named is used or refused, never replaced
+        _train_count(_fashion(tmp_path / "empty"))
     monkeypatch.delenv("ZOO_DATA_DIR")
     assert _train_count(_fashion(None)) == 50
     assert _fashion(None).find_folder() == three_places["system"] / "fashion-mnist"
@@ -206,13 +207,12 @@ def test_root_beats_env_beats_system(three_places: dict[str, Path], tmp_path: Pa
 def test_missing_everywhere_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZOO_DATA_DIR", str(tmp_path / "env"))
     monkeypatch.setattr(zoo.data.base, "SYSTEM_DATA_DIRS", (tmp_path / "system",))
-    dm = _fashion(tmp_path / "root")
+    dm = _fashion(None)
     with pytest.raises(DataError) as info:
         dm.prepare_data()
     message = str(info.value)
     assert "\n" not in message
     for place in (
-        tmp_path / "root",
         tmp_path / "env" / "fashion-mnist",
         tmp_path / "system" / "fashion-mnist",
     ):
@@ -253,7 +253,7 @@ def test_no_download_when_present_or_not_asked(idx_root: Path, tmp_path: Path, m
 
     monkeypatch.setattr(FashionMNISTDataModule, "download_to", fail)
     _fashion(idx_root, download=True).prepare_data()
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match="does not exist"):
         _fashion(tmp_path / "none", download=False).prepare_data()
 
 

@@ -33,6 +33,7 @@ from zoo.data import (
     VOCSegmentationDataModule,
     ZooDataModule,
 )
+from zoo.data.folder import collate_decodable
 from zoo.data.targets import collate_detection
 from zoo.data.voc import collate_padded
 from zoo.errors import DataError
@@ -163,7 +164,7 @@ def test_every_loader_comes_from_dataloader(name: str, tmp_path: Path) -> None:
 
 
 #: how each DataModule's batches are put together: lists for detection, padding for VOC's whole images
-COLLATE = {"folder": default_collate, "shapes": collate_detection, "voc-segmentation": collate_padded,
+COLLATE = {"folder": collate_decodable, "shapes": collate_detection, "voc-segmentation": collate_padded,
            "coco": collate_detection, "images": default_collate}  # fmt: skip
 
 

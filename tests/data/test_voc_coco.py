@@ -178,7 +178,8 @@ def test_voc_missing_data_says_where_it_looked_and_how_to_get_it(tmp_path: Path)
         VOCDetectionDataModule(str(tmp_path)).prepare_data()
     assert str(error.value) == (
         f"VOC2012 not found (looked for JPEGImages, Annotations and ImageSets/Main/train.txt, "
-        f"ImageSets/Main/val.txt in {tmp_path}, including sub-folders 'VOCdevkit/VOC2012' and 'VOC2012'); "
+        f"ImageSets/Main/val.txt in {tmp_path}, including sub-folders 'VOCdevkit/VOC2012' and 'VOC2012', "
+        "the only place searched when a root is given); "
         "pass --data.download true to fetch it, or unpack VOCtrainval_11-May-2012.tar from "
         "http://host.robots.ox.ac.uk/pascal/VOC/ there"
     )

@@ -350,9 +350,9 @@ def test_task_trains_validates_and_checkpoints(tmp_path: Path) -> None:
     )  # fmt: skip
     trainer.fit(task, datamodule=data)
     logged = trainer.callback_metrics
-    assert torch.isfinite(logged["train_loss"]) and logged["train_loss"] > 0
+    assert torch.isfinite(logged["train_loss_epoch"]) and logged["train_loss_epoch"] > 0
     parts = ["train_loss_classifier", "train_loss_box_reg", "train_loss_objectness", "train_loss_rpn_box_reg"]
-    assert sum(logged[k] for k in parts).item() == pytest.approx(logged["train_loss"].item(), rel=1e-5)
+    assert sum(logged[k] for k in parts).item() == pytest.approx(logged["train_loss_epoch"].item(), rel=1e-5)
     assert {"val_map", "val_map_50", "val_map_75", "val_mar_100"} <= set(logged)
     assert all(0 <= logged[k] <= 1 for k in ("val_map", "val_map_50"))
     (tested,) = trainer.test(task, datamodule=data, verbose=False)

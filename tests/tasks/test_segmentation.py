@@ -302,10 +302,18 @@ def test_num_classes_must_match_the_data_and_the_masks() -> None:
     ):
         task.setup("fit")
     small = SegmentationTask("fcn8s_resnet18", num_classes=3)
+    # two images: batch norm trains on them in the step
+    batch = (torch.rand(2, 3, 32, 32), torch.full((2, 32, 32), 3))
     with pytest.raises(
-        DataError, match=r"^a mask holds class 3, outside 0\.\.2 and not the ignore index 255"
+        DataError, match=r"^a mask holds class 3, outside 0\.\.2 and not the ignore index 255;"
     ):
-        small.step((torch.rand(1, 3, 32, 32), torch.full((1, 32, 32), 3)), "train")
+        small.step(batch, "val")  # evaluation refuses the mask at once
+    # training notes it on the device and raises at the step check, naming the step (each step without a trainer)
+    with pytest.raises(
+        DataError,
+        match=r"^a mask holds class 3, outside 0\.\.2 and not the ignore index 255; .*\(step 0, epoch 0",
+    ):
+        small.training_step(batch, 0)
 
 
 def test_predictions_are_palette_pngs_of_class_indices(tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ class Recording(ClassificationTask):
         return outputs
 
 
-# 71 samples: 36 batches, the last of 1 (the metric inputs are passed on at 32 and at the end); 64: exactly 32
+# 71 samples: 36 batches, the last of 1; 64: exactly 32 (the training metric inputs are passed on at the step checks,
+# every 5 steps and at the epoch's last batch)
 @pytest.mark.parametrize("samples", [71, 64])
 def test_train_loss_and_accuracy_of_the_epoch_are_those_of_all_its_batches(samples: int) -> None:
     generator = torch.Generator().manual_seed(0)

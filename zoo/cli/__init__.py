@@ -3,7 +3,8 @@
 :mod:`zoo.cli.app` holds the table of commands; each command is a module of its own (:mod:`zoo.cli.fit`,
 :mod:`zoo.cli.test`, ...). The Lightning commands subclass :class:`zoo.cli.lightning.ZooCLI`. Recipes
 (:mod:`~zoo.cli.recipes`), run folders and resuming (:mod:`~zoo.cli.runs`), checkpoint safety
-(:mod:`~zoo.cli.checkpoints`) and error reporting (:mod:`~zoo.cli.errors`) have their own modules.
+(:mod:`~zoo.cli.checkpoints`), error reporting (:mod:`~zoo.cli.errors`) and the threads and precision chosen for
+the host (:mod:`~zoo.cli.speed`, :mod:`~zoo.cli.precision`) have their own modules.
 """
 
 from __future__ import annotations

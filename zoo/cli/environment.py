@@ -12,7 +12,7 @@ import os
 import platform
 import warnings
 
-__all__ = ["hardware", "is_child_rank", "quiet_defaults", "wandb_logged_in"]
+__all__ = ["hardware", "is_child_rank", "launched_processes", "quiet_defaults", "wandb_logged_in"]
 
 #: environment variables through which launchers (Lightning's, torchrun, SLURM) give a process its rank
 _RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
@@ -21,6 +21,19 @@ _RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
 def is_child_rank() -> bool:
     """Whether this process is a rank other than zero of a multi-process launch."""
     return any(int(os.environ.get(name, "0")) != 0 for name in _RANK_VARIABLES)
+
+
+def launched_processes() -> int:
+    """How many processes a launcher that starts each of them itself (torchrun, SLURM's ``srun``) started for
+    this job, as Lightning reads them; 1 for none (one process, or Lightning's own launcher, which starts the
+    others from the first)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    if TorchElasticEnvironment.detect():
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    if SLURMEnvironment.detect():
+        return int(os.environ.get("SLURM_NTASKS", "1"))
+    return 1
 
 
 def wandb_logged_in() -> bool:

@@ -34,7 +34,8 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, Wand
 from zoo.callbacks import EpochMetrics, LastCheckpoint, LogConfig
 from zoo.cli.arguments import recipe_arguments, without
 from zoo.cli.checkpoints import RUN_CONFIG, checked_checkpoint
-from zoo.cli.environment import hardware, is_child_rank
+from zoo.cli.data_source import DataSource
+from zoo.cli.environment import hardware, is_child_rank, launched_processes
 from zoo.cli.errors import answer_bad_input
 from zoo.cli.flags import token_key
 from zoo.cli.lightning import ZooCLI, data_follows_files, metrics_of
@@ -46,10 +47,15 @@ from zoo.cli.runs import (
     find_run,
     given_values,
     lookup,
+    make_run_dir,
+    missing_folders,
     new_run_dir,
     record_changes,
+    remove_unstarted_run,
     run_of,
 )
+from zoo.cli.signals import StopOnSignal, answer_signals
+from zoo.cli.speed import speed_record
 from zoo.errors import ZooError
 
 __all__ = ["FitCLI", "main"]
@@ -142,9 +148,28 @@ class FitCLI(ZooCLI):
     ) -> None:
         self.recipe, self.changes, self.argv = recipe, list(changes), list(argv)
         self.run_dir = Path()
+        #: the folders this process created for the run (the run folder first), removed if it never trains
+        self.created: list[Path] = []
         self.resolved_config = ""
         self.started = 0.0
-        super().__init__(args)
+        try:
+            super().__init__(args)
+        except BaseException:
+            self._remove_if_unstarted()
+            raise
+
+    def _remove_if_unstarted(self) -> None:
+        """After a failure before the first optimiser step, remove the run folder this process created for it (a
+        resumed run's folder, or one the user made, was not created here and stays)."""
+        trainer = getattr(self, "trainer", None)
+        if not self.created or is_child_rank() or (trainer is not None and trainer.global_step > 0):
+            return
+        if (self.created[0] / LAST).exists():
+            return
+        for logger in trainer.loggers if trainer is not None else []:
+            if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
+                logger.experiment.finish(exit_code=1)  # W&B writes into the folder until its run is finished
+        remove_unstarted_run(self.created)
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """LightningCLI's parsing, letting ``--trainer.logger lightning.pytorch.loggers.CSVLogger`` (or
@@ -188,14 +213,16 @@ class FitCLI(ZooCLI):
                 raise ZooError(
                     f"{run_dir} already holds a run; resume it with --ckpt_path last or pick another"
                 )
-            run_dir.mkdir(parents=True, exist_ok=True)
-        elif child:
+            self.created = make_run_dir(run_dir)
+        elif child or launched_processes() > 1:  # rank zero too: the others would wait for it forever
             raise ZooError(
                 "this process is one rank of a multi-process launch (torchrun, SLURM): pass --run_dir so that "
                 "every process writes to the same run folder"
             )
         else:
+            parents = missing_folders(root / self.recipe)
             run_dir = new_run_dir(root / self.recipe)
+            self.created = [run_dir, *parents]
         os.environ[_RUN_DIR_ENV] = str(run_dir)
         return run_dir
 
@@ -218,8 +245,10 @@ class FitCLI(ZooCLI):
             ),
             # before last.ckpt: a run stopped between the two writes the epoch's row again when resumed
             EpochMetrics(self.run_dir),
-            LastCheckpoint(self.run_dir, every_n_train_steps=self.options.save_every_n_steps),
+            last := LastCheckpoint(self.run_dir, every_n_train_steps=self.options.save_every_n_steps),
+            StopOnSignal(last, resume_hint=f"--ckpt_path {last.path}"),  # a Checkpoint: runs after `last`
             LogConfig(dumped),
+            DataSource(),  # the line saying where the data was found
         ]
         given = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
         given = given if isinstance(given, list | tuple) else [given]
@@ -265,6 +294,7 @@ class FitCLI(ZooCLI):
             "global_step": trainer.global_step,
             "fit_seconds": round(fit_seconds, 1),
             "hardware": hardware(),
+            **speed_record(self.threads, self.precision, str(trainer.precision)),  # threads, precision, CPU
             "devices": trainer.world_size,
             "date": dt.date.today().isoformat(),
             "reference": vars(reference) if reference is not None else None,
@@ -365,4 +395,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after ``fit`` (default: ``sys.argv[1:]``).
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
-    return answer_bad_input("zoo fit", lambda: _run(arguments))
+    return answer_signals("zoo fit", lambda: answer_bad_input("zoo fit", lambda: _run(arguments)))

@@ -12,17 +12,22 @@ import argparse
 import importlib
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
+import yaml
 from lightning.pytorch.callbacks import Callback, ProgressBar, RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from zoo.cli.checkpoints import check_fits
-from zoo.cli.environment import quiet_defaults
-from zoo.cli.errors import one_line
+from zoo.cli.environment import is_child_rank, quiet_defaults
 from zoo.cli.flags import token_key
+from zoo.cli.parse_errors import explain_parse_error
+from zoo.cli.precision import choose_precision, timing_inputs, training_device
 from zoo.cli.recipes import Reference
+from zoo.cli.speed import Choice, check_threads, choose_threads, say, share_threads
+from zoo.cli.values import check_values
 from zoo.data.folder import ImageFilesDataModule
 from zoo.errors import ZooError
 from zoo.tasks import BaseTask
@@ -59,6 +64,22 @@ def _weights_channels(model: Any) -> int | None:
     return find_weights(name, tag).in_channels
 
 
+def _configs(args: Sequence[str]) -> list[object]:
+    """The contents of the config files among ``args`` (``--config FILE``); a file that does not read is left out
+    (jsonargparse has said why)."""
+    found: list[object] = []
+    for index, token in enumerate(args):
+        name = token.split("=", 1)[1] if token.startswith("--config=") else None
+        if token == "--config" and index + 1 < len(args):
+            name = args[index + 1]
+        if name is not None:
+            try:
+                found.append(yaml.safe_load(Path(name).read_text()))
+            except (OSError, yaml.YAMLError):
+                continue
+    return found
+
+
 def metrics_of(values: Mapping[str, Any]) -> dict[str, float]:
     """Logged metrics (tensors or numbers) as plain floats, sorted by name, for JSON."""
     return {key: round(float(value), 6) for key, value in sorted(values.items())}
@@ -82,6 +103,10 @@ class ZooCLI(LightningCLI):
 
     def __init__(self, args: Sequence[str], *, run: bool = True) -> None:
         quiet_defaults()
+        self.precision_given = False
+        #: zoo's choices of threads and precision (zoo.cli.speed), made when the Trainer is instantiated
+        self.threads: Choice | None = None
+        self.precision: Choice | None = None
         settings = {"exit_on_error": False, "allow_abbrev": False}
         try:
             super().__init__(
@@ -100,7 +125,15 @@ class ZooCLI(LightningCLI):
                 },
             )
         except argparse.ArgumentError as error:
-            raise ZooError(one_line(str(error))) from error
+            raise ZooError(explain_parse_error(str(error), self._known_keys(run), _configs(args))) from error
+
+    def _known_keys(self, run: bool) -> list[str]:
+        """The keys the command's parser takes (for suggesting one in place of an unknown key)."""
+        try:
+            parser = self._parser(self.command if run else None)
+        except (AttributeError, KeyError):  # the parser was not made
+            return []
+        return [action.dest for action in parser._actions]
 
     @classmethod
     def subcommands(cls) -> dict[str, set[str]]:
@@ -126,6 +159,18 @@ class ZooCLI(LightningCLI):
             default=200,
             help="How often last.ckpt is written during an epoch.",
         )
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="torch's intra-op threads (default: the cores other processes leave free; see zoo.cli.speed).",
+        )
+        parser.add_argument(
+            "--auto_precision",
+            type=bool,
+            default=False,
+            help="Train in trainer.precision (or bf16-mixed) only where it is measured faster here, else 32-true.",
+        )
         parser.set_defaults({"trainer.default_root_dir": "runs"})
 
     @staticmethod
@@ -143,11 +188,21 @@ class ZooCLI(LightningCLI):
         The links are made for that data only: jsonargparse leaves a link's target out of every config it dumps
         (a run's ``config.yaml``) and writes over a value typed for it, which other recipes need to keep.
 
+        A Lightning command's values are checked (:mod:`zoo.cli.values`) as soon as they are parsed, before the seed
+        is set or anything is built.
+
         Raises:
-            ZooError: ``num_classes`` or ``in_channels`` is given for such data.
+            ZooError: ``num_classes`` or ``in_channels`` is given for such data, or a value cannot work.
         """
+        # an explicit --trainer.precision is obeyed, whatever auto_precision says (zoo.cli.speed)
+        keys = {token_key(str(token)) for token in args} if isinstance(args, list) else set()
+        self.precision_given = "--trainer.precision" in keys
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
+        if subcommand:  # a Lightning command, not the inspection of a checkpoint's config (zoo.cli.loading)
+            parsed = self.config[subcommand]
+            auto = bool(parsed.get("auto_precision")) and not self.precision_given
+            check_values(parsed, command=self.command, auto_precision=auto)
         data = (self.config[subcommand] if subcommand else self.config).get("data")
         if not data_follows_files(getattr(data, "class_path", None)):
             return
@@ -176,7 +231,9 @@ class ZooCLI(LightningCLI):
         hyperparameters (LightningCLI would write those over the model's config)."""
 
     def before_instantiate_classes(self) -> None:
-        """Evaluation commands load checkpoints without unpickling code and log nowhere."""
+        """Evaluation commands load checkpoints without unpickling code and log nowhere; ``--threads`` is checked."""
+        if self.options.get("threads") is not None:
+            check_threads(self.options.threads)
         if self.command != "fit":
             self.options.trainer.logger = False
         if self.subcommand and self.options.get("ckpt_path"):
@@ -192,7 +249,8 @@ class ZooCLI(LightningCLI):
         return []
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """The recipe's callbacks, a Rich progress bar and model summary, then :meth:`extra_callbacks`."""
+        """The recipe's callbacks, a Rich progress bar and model summary, then :meth:`extra_callbacks`; the threads
+        and the precision chosen for this host (:mod:`zoo.cli.speed`, :mod:`zoo.cli.precision`), each said in one line."""
         trainer_config = self._get(self.config_init, "trainer", default={})
         given = trainer_config.get("callbacks") or []
         # one callback given on the command line (--trainer.callbacks CLASS) arrives alone, not in a list
@@ -206,7 +264,31 @@ class ZooCLI(LightningCLI):
         ckpt_path = self.options.get("ckpt_path") if self.subcommand else None
         if ckpt_path:  # one line now, not a state-dict traceback once the data is read
             check_fits(self.model, ckpt_path)
-        return super().instantiate_trainer(callbacks=callbacks + self.extra_callbacks(), **kwargs)
+        self.threads = choose_threads(self.options.get("threads"))
+        if self.subcommand:  # a Lightning command, not the inspection of a checkpoint (zoo.cli.loading)
+            self.precision = self._choose_precision(trainer_config)
+            kwargs.setdefault("precision", self.precision.value)
+        trainer = super().instantiate_trainer(callbacks=callbacks + self.extra_callbacks(), **kwargs)
+        self.threads = share_threads(self.threads, getattr(trainer.strategy, "num_processes", 1))
+        if self.command == "fit" and not is_child_rank():  # an evaluation's output is its metrics alone
+            say(self.threads, "threads")
+            if self.precision is not None and (self.options.get("auto_precision") or self.precision_given):
+                say(self.precision, "precision")
+        return trainer
+
+    def _choose_precision(self, trainer_config: Mapping[str, Any]) -> Choice:
+        auto, given = bool(self.options.get("auto_precision")), self.precision_given
+        timed = auto and not given
+        net, shape, batch = timing_inputs(self.model, self.datamodule) if timed else (None, None, 1)
+        return choose_precision(
+            trainer_config.get("precision"),
+            auto=auto,
+            given=given,
+            device=training_device(trainer_config.get("accelerator")),
+            net=net,
+            shape=shape,
+            batch=batch,
+        )
 
 
 def run_evaluation(cli_class: type[ZooCLI], argv: Sequence[str]) -> ZooCLI:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,11 @@ __all__ = [
     "find_run",
     "given_values",
     "lookup",
+    "make_run_dir",
+    "missing_folders",
     "new_run_dir",
     "record_changes",
+    "remove_unstarted_run",
     "run_of",
 ]
 
@@ -53,6 +57,7 @@ _NOT_COMPARED = {
     "trainer.default_root_dir",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
+    "threads",  # how fast the host runs it
 }
 
 #: one difference between a run's config and a resume's overrides: (key, the run's value, the value asked for)
@@ -69,9 +74,57 @@ def new_run_dir(parent: Path) -> Path:
         except FileExistsError:
             continue
         except OSError as error:
-            raise ZooError(f"cannot create a run folder under {parent}: {error.strerror}") from error
+            raise ZooError(
+                f"cannot create a run folder under {parent}: {error.strerror}; choose another "
+                "--trainer.default_root_dir"
+            ) from error
         return candidate
     raise ZooError(f"cannot create a new run folder under {parent}")
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first: what ``mkdir(parents=True)`` would make."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def make_run_dir(folder: Path) -> list[Path]:
+    """Create the run folder ``folder`` a user named (``--run_dir``), if it does not exist.
+
+    Returns:
+        The folders created (:func:`missing_folders`), for :func:`remove_unstarted_run`.
+
+    Raises:
+        ZooError: it cannot be created, in one line.
+    """
+    missing = missing_folders(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ZooError(
+            f"cannot create the run folder {folder}: {error.strerror}; choose another --run_dir"
+        ) from error
+    return missing
+
+
+def remove_unstarted_run(created: Sequence[Path]) -> None:
+    """Remove a run folder created for a run that stopped before its first optimiser step, and the parents created
+    for it that are left empty; a folder that existed before the run is never in ``created``.
+
+    Args:
+        created: the folders the run created, deepest (the run folder) first.
+    """
+    if not created:
+        return
+    shutil.rmtree(created[0], ignore_errors=True)
+    for parent in created[1:]:
+        try:
+            parent.rmdir()  # only when empty: another run may have started in it meanwhile
+        except OSError:
+            return
 
 
 def run_of(checkpoint: Path) -> Path | None:

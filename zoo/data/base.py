@@ -5,9 +5,11 @@
 :attr:`~ZooDataModule.image_shape`, :attr:`~ZooDataModule.mean` and :attr:`~ZooDataModule.std` from it instead
 of probing with ``getattr``; every loader comes from one factory, :meth:`~ZooDataModule.dataloader`.
 
-A dataset on disk is looked for in the folder the user names, then ``$ZOO_DATA_DIR/<name>``, then the operating
-system's dataset folders (:data:`SYSTEM_DATA_DIRS`), then ``~/.cache/zoo/<name>`` where downloads go
-(:func:`dataset_search_dirs`, :func:`locate_dataset`).
+A dataset on disk is looked for in the folder the user names, and there only: a folder named is used or refused,
+never replaced by another copy of the data. With no folder named, it is looked for in ``$ZOO_DATA_DIR/<name>``,
+then the operating system's dataset folders (:data:`SYSTEM_DATA_DIRS`), then ``~/.cache/zoo/<name>`` where
+downloads go (:func:`dataset_search_dirs`, :func:`locate_dataset`). Where it was found is said by
+:meth:`ZooDataModule.describe`.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class ZooDataModule(L.LightningDataModule):
     batch_size: int
     eval_batch_size: int
     predict_batch_size: int | None = None
+    #: where the data was read from (a folder, or the files), once ``setup`` has found it; None for data made in memory
+    source: str | None = None
     num_workers: int = 0
     collate_fn: Callable[[list[Any]], Any] | None = None
 
@@ -103,6 +107,25 @@ class ZooDataModule(L.LightningDataModule):
     def image_shape(self) -> tuple[int, int, int] | None:
         """``(C, H, W)`` of the batches' images once known (for the model summary), else None."""
         return None
+
+    def split_sizes(self) -> dict[str, int]:
+        """Samples in each split ``setup`` made (``train``, ``val``, ``test``), for :meth:`describe`."""
+        return {
+            split: len(dataset)
+            for split, dataset in self.datasets.items()
+            if split in ("train", "val", "test") and hasattr(dataset, "__len__")
+        }
+
+    def describe(self) -> str:
+        """One line saying what the data is, where it was read from and how many samples each split holds, once
+        ``setup`` has run: ``FashionMNIST from /usr/share/datasets/fashion-mnist (55000 training, 5000 validation,
+        10000 test images)``."""
+        name = type(self).__name__.removesuffix("DataModule")
+        where = f" from {self.source}" if self.source else ", made in memory"
+        words = {"train": "training", "val": "validation", "test": "test"}
+        sizes = self.split_sizes()
+        counts = ", ".join(f"{sizes[split]} {word}" for split, word in words.items() if split in sizes)
+        return f"{name}{where}" + (f" ({counts} images)" if counts else "")
 
     # ---- the loaders ---------------------------------------------------------------------------------------
 
@@ -179,24 +202,24 @@ class ZooDataModule(L.LightningDataModule):
 
 
 def dataset_search_dirs(root: str | Path | None, name: str, layouts: Sequence[str]) -> list[Path]:
-    """The folders in which to look for a dataset, in order: ``root``, ``$ZOO_DATA_DIR/<name>``, system folders.
-
-    Without ``root`` or ``$ZOO_DATA_DIR``, ``~/.cache/zoo/<name>`` (where downloads go then) comes last.
+    """The folders in which to look for a dataset, in order: ``root`` alone when it is given; otherwise
+    ``$ZOO_DATA_DIR/<name>``, the system folders, and (without ``$ZOO_DATA_DIR``) ``~/.cache/zoo/<name>``, where
+    downloads go then.
 
     Args:
-        root: the folder the user named, or None.
+        root: the folder the user named (the only place searched), or None.
         name: the dataset's short name (``fashion-mnist``, ``cifar10``), also its folder under ``$ZOO_DATA_DIR``
             and under the system dataset folders.
         layouts: sub-folders, relative to each of those places, where the files may sit (for example
             ``FashionMNIST/raw``, the layout torchvision downloads into). ``""`` means the folder itself.
     """
     bases: list[Path] = []
-    if root is not None:
-        bases.append(Path(root).expanduser())
+    if root is not None:  # a folder named is used or refused, never replaced by another copy of the data
+        return [Path(root).expanduser() / layout if layout else Path(root).expanduser() for layout in layouts]
     if env := os.environ.get("ZOO_DATA_DIR"):
         bases.append(Path(env).expanduser() / name)
     bases.extend(system / name for system in SYSTEM_DATA_DIRS)
-    if root is None and not env:
+    if not env:
         bases.append(default_download_dir(None, name))  # where download=True put it
     return [base / layout if layout else base for base in bases for layout in layouts]
 
@@ -244,9 +267,21 @@ def locate_dataset(
         how_to_get: the end of that message: how to get the data by hand.
 
     Raises:
-        DataError: in one line, when the download fails or the dataset is found nowhere.
+        DataError: in one line, when ``root`` is a file, or does not exist and nothing is to be downloaded into it,
+            when the download fails, or when the dataset is found nowhere.
     """
     title = title or name
+    if root is not None:
+        named = Path(root).expanduser()
+        if named.exists() and not named.is_dir():
+            raise DataError(
+                f"{title}: the data root {named} is a file; name the folder holding the dataset's files"
+            )
+        if not named.exists() and download is None:
+            raise DataError(
+                f"{title}: the data root {named} does not exist; name the folder holding the dataset's files, "
+                "or leave the root out to search the usual places"
+            )
     folder = find_dataset(root, name, layouts, holds=holds)
     if folder is None and download is not None:
         target = default_download_dir(root, name)
@@ -265,6 +300,8 @@ def locate_dataset(
                 [", ".join(subs[:-1]), subs[-1]] if subs[:-1] else subs
             )
         hint = "" if download is not None else "; pass --data.download true to fetch it"
+        if root is not None:
+            looked += ", the only place searched when a root is given"
         raise DataError(f"{title} not found ({looked}){hint}{how_to_get}")
     return folder
 

@@ -84,6 +84,7 @@ class COCODetectionDataModule(DetectionDataModule):
             else None,
         }
         self.masks, self.keep_crowd = masks, keep_crowd
+        self.source = ", ".join(str(files[0]) for files in self.files.values() if files is not None)
         self._category_ids: list[int] | None = None
         self._classes: list[str] | None = None
 

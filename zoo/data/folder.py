@@ -18,6 +18,12 @@ Images are decoded by worker processes: random resized crops and flips for train
 side is resized to ``image_size`` x 256/224 and the centre cropped (:func:`evaluation_transform`, ImageNet's
 convention), which ``zoo predict`` applies to new images as well (:mod:`zoo.data.photos`). Under DDP, Lightning
 gives every rank its own share through a ``DistributedSampler``.
+
+Every file's header is read before training; a file whose header reads but whose pixels do not decode (a truncated
+JPEG or PNG) is found only when its batch is made. It stops the run with one line naming the file and where the run
+was: the worker process that met it hands its message on in place of the batch (:class:`Undecodable`), and the main
+process raises it (:meth:`FolderDataModule.on_before_batch_transfer`), so that it is not buried in a worker's
+traceback.
 """
 
 from __future__ import annotations
@@ -25,11 +31,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-from torch.utils.data import Subset
+from torch.utils.data import Subset, default_collate
 from torchvision.transforms import v2
 
 from zoo.data.base import TaskKind, ZooDataModule
@@ -42,6 +48,8 @@ __all__ = [
     "IMAGENET_STD",
     "FolderDataModule",
     "ImageFilesDataModule",
+    "Undecodable",
+    "collate_decodable",
     "evaluation_transform",
 ]
 
@@ -78,6 +86,34 @@ def evaluation_transform(
     if mean is not None and std is not None:
         steps.append(v2.Normalize(list(mean), list(std)))
     return v2.Compose(steps)
+
+
+class Undecodable:
+    """What a sample, and then its batch, becomes when its file does not decode: the reader's message, carried from
+    the worker process to the main one.
+
+    Args:
+        message: the reader's one line, naming the file.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class _DecodedImageFiles(LabelledImageFiles):
+    """:class:`LabelledImageFiles` whose undecodable files become :class:`Undecodable` samples."""
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return super().__getitem__(index)
+        except DataError as error:
+            return Undecodable(str(error))
+
+
+def collate_decodable(samples: Sequence[Any]) -> Any:
+    """PyTorch's default collation, or the first :class:`Undecodable` among ``samples`` in place of the batch."""
+    failed = next((sample for sample in samples if isinstance(sample, Undecodable)), None)
+    return failed if failed is not None else default_collate(list(samples))
 
 
 class ImageFilesDataModule(ZooDataModule):
@@ -146,12 +182,14 @@ class FolderDataModule(ImageFilesDataModule):
         if len(mean) != len(std) or len(mean) not in (1, 3):
             raise DataError(f"mean and std need 1 or 3 values each, got {len(mean)} and {len(std)}")
         self.root = Path(root).expanduser()
+        self.source = str(self.root)
         self.image_size, self.batch_size = image_size, batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.val_size, self.seed, self.num_workers = val_size, seed, num_workers
         self._asked_channels, self._stats = channels, (tuple(mean), tuple(std))
         self._splits: dict[str, tuple[list[str], list[Path], list[int]]] = {}
         self._channels: int | None = None
+        self.collate_fn = collate_decodable
 
     # ---- what the folder holds --------------------------------------------------------------------------------
 
@@ -219,7 +257,25 @@ class FolderDataModule(ImageFilesDataModule):
 
     def _dataset(self, split: str, *, train: bool = False) -> LabelledImageFiles:
         _, files, labels = self._read()[split]
-        return LabelledImageFiles(files, labels, self._transform(train=train), channels=self.channels)
+        return _DecodedImageFiles(files, labels, self._transform(train=train), channels=self.channels)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Stop at a batch whose file did not decode, naming the file and where the run was.
+
+        Raises:
+            DataError: ``batch`` is :class:`Undecodable`.
+        """
+        if not isinstance(batch, Undecodable):
+            return batch
+        trainer = self.trainer
+        where = ""
+        if trainer is not None:
+            doing = "training" if trainer.training else "testing" if trainer.testing else "validating"
+            doing = "predicting" if trainer.predicting else doing
+            where = f" (found while {doing}: epoch {trainer.current_epoch}, step {trainer.global_step})"
+        raise DataError(
+            f"{batch.message}{where}; replace the file and resume, or remove it and start a new run"
+        )
 
     def setup(self, stage: str | None = None) -> None:
         """Index the image files and make the train/val/test datasets.

@@ -22,7 +22,7 @@ import torch
 from torchvision.transforms import v2
 
 from zoo.data.base import TaskKind, ZooDataModule
-from zoo.data.readers.images import SAMPLES, SKIMAGE_PREFIX, ImageFiles, find_images
+from zoo.data.readers.images import SAMPLES, SKIMAGE_PREFIX, ImageFiles, find_images, image_channels
 from zoo.errors import DataError
 
 __all__ = ["ImagesDataModule"]
@@ -71,6 +71,7 @@ class ImagesDataModule(ZooDataModule):
                 f"predict_size={predict_size}, batch_size={batch_size}"
             )
         self.root, self.predict_root = root, predict_root
+        self.source = root if root is not None else "scikit-image's sample photos"
         self.size, self.predict_size = size, predict_size
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.val_size, self.seed, self.num_workers = val_size, seed, num_workers
@@ -81,10 +82,16 @@ class ImagesDataModule(ZooDataModule):
         return (3, self.size, self.size)
 
     def sources(self) -> list[str]:
-        """The content images: files under ``root``, or ``skimage:NAME`` for the sample photos."""
+        """The content images: files under ``root``, or ``skimage:NAME`` for the sample photos.
+
+        Raises:
+            DataError: before any training, for a file whose header does not read as an image.
+        """
         if self.root is None:
             return [f"{SKIMAGE_PREFIX}{name}" for name in SAMPLES]
-        return [str(path) for path in find_images(self.root)]
+        files = find_images(self.root)
+        image_channels(files)  # reads every header: a file that is no image is refused now, not mid-epoch
+        return [str(path) for path in files]
 
     def _transform(self, kind: str) -> v2.Compose:
         steps: list[torch.nn.Module] = []

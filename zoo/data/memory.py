@@ -279,6 +279,10 @@ class InMemoryDataModule(ZooDataModule):
         channels, height, width = self.splits["train"][0].shape[1:]
         return channels, height, width
 
+    def split_sizes(self) -> dict[str, int]:
+        """Images in the training, validation and test splits ``setup`` made."""
+        return {split: len(labels) for split, (_, labels) in self.splits.items()}
+
     @abstractmethod
     def read_split(self, folder: Path, *, train: bool) -> Batch:
         """Read the official training or test split from ``folder``.
@@ -329,6 +333,7 @@ class InMemoryDataModule(ZooDataModule):
         if self.splits:
             return
         folder = self.locate(download=False)
+        self.source = str(folder)
         images, labels = self._subset(*self._checked(*self.read_split(folder, train=True), split="train"))
         n_val = round(self.val_size * len(images)) if isinstance(self.val_size, float) else self.val_size
         if n_val >= len(images):

@@ -126,7 +126,9 @@ class VOCDetectionDataModule(DetectionDataModule):
 
     def _folder(self, *, download: bool) -> Path:
         wanted = [s for s in self.splits.values() if s is not None]
-        return find_voc_folder(self.root, self.year, "Main", wanted, "Annotations", download=download)
+        folder = find_voc_folder(self.root, self.year, "Main", wanted, "Annotations", download=download)
+        self.source = str(folder)
+        return folder
 
     def prepare_data(self) -> None:
         """Find the files, downloading them on one process per node when ``download`` is set."""
@@ -272,9 +274,11 @@ class VOCSegmentationDataModule(ZooDataModule):
 
     def _folder(self, *, download: bool) -> Path:
         wanted = [s for s in self.splits.values() if s is not None]
-        return find_voc_folder(
+        folder = find_voc_folder(
             self.root, self.year, "Segmentation", wanted, "SegmentationClass", download=download
         )
+        self.source = str(folder)
+        return folder
 
     def setup(self, stage: str | None = None) -> None:
         """List the image and mask files of every split and check that each mask has its image's size."""

@@ -13,7 +13,6 @@ checks that the data's ``num_classes`` agrees with its own. Its validation and t
 
 from __future__ import annotations
 
-import math
 from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +29,7 @@ from zoo.data.photos import DATA_RECORD, data_record
 from zoo.errors import DataError, ZooError
 from zoo.models import create_model
 from zoo.tasks.outputs import detached
+from zoo.tasks.step_checks import NonFiniteLossError, StepChecks, StepPosition
 
 __all__ = ["BaseTask", "NonFiniteLossError", "Stage", "WritesPredictions", "build_network", "datamodule_of"]
 
@@ -60,10 +60,6 @@ class WritesPredictions(Protocol):
     def write_predictions(self, batches: list[Any], output: Path) -> str:
         """Write what ``predict_step`` returned, batch by batch, to ``output``; return the line to print."""
         ...
-
-
-class NonFiniteLossError(ZooError):
-    """The loss became NaN or infinite; the message names the step."""
 
 
 def build_network(name: str, **kwargs: Any) -> nn.Module:
@@ -102,6 +98,8 @@ class BaseTask(L.LightningModule):
     #: batches whose metric inputs :meth:`update_metrics` gathers before one update of the metrics: a torchmetrics
     #: update costs a tenth of a LeNet-5 step on a CPU, and the epoch's values do not change (1 for big inputs)
     metric_batches: ClassVar[int] = 32
+    #: bytes of training metric inputs kept at most between two step checks (:meth:`check_steps`), which pass them on
+    metric_bytes: ClassVar[int] = 256 * 2**20
     #: the data record of the checkpoint this task was loaded from, kept when it is saved with no DataModule
     _data_record: dict[str, Any] | None = None
 
@@ -109,6 +107,9 @@ class BaseTask(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=ignore)
         self._metric_inputs: dict[str, list[tuple[tuple[Tensor, ...], dict[str, Tensor]]]] = {}
+        self._metric_input_bytes = 0  # of the training inputs kept
+        #: the training steps' losses and data faults, on the device until :meth:`check_steps` reads them
+        self.step_checks = StepChecks()
         #: per training term, the epoch's sum of (term x batch size) on the term's device, and of batch sizes
         self._train_sums: dict[str, tuple[Tensor, int]] = {}
         self.configure_models()
@@ -154,14 +155,23 @@ class BaseTask(L.LightningModule):
         """Update ``stage``'s metrics with one batch's predictions and targets (as ``MetricCollection.update``).
 
         The inputs are kept, detached, and passed on together every :attr:`metric_batches` batches and at the end of
-        the epoch: the same values, for a fraction of torchmetrics' cost per call.
+        the epoch: the same values, for a fraction of torchmetrics' cost per call. Training inputs wait for the next
+        step check instead (:meth:`check_steps`), or until they hold :attr:`metric_bytes`: a torchmetrics update
+        reads its inputs on the host (its argument checks, ``bincount``), which would stop the device on a step that
+        does not log.
         """
         kept = self._metric_inputs.setdefault(stage, [])
         kept.append((tuple(a.detach() for a in args), {k: v.detach() for k, v in kwargs.items()}))
-        if len(kept) >= self.metric_batches:
+        if stage == "train":
+            self._metric_input_bytes += sum(t.numel() * t.element_size() for t in (*args, *kwargs.values()))
+            if self._metric_input_bytes >= self.metric_bytes:
+                self._flush_metric_inputs(stage)
+        elif len(kept) >= self.metric_batches:
             self._flush_metric_inputs(stage)
 
     def _flush_metric_inputs(self, stage: Stage) -> None:
+        if stage == "train":
+            self._metric_input_bytes = 0
         kept = self._metric_inputs.pop(stage, [])
         if not kept:
             return
@@ -175,8 +185,8 @@ class BaseTask(L.LightningModule):
         Evaluation batches go through ``self.log`` (the epoch's mean, weighted by batch size, over every rank). Each
         ``self.log`` call costs Lightning about half a millisecond on a CPU, a sixth of a LeNet-5 step
         (``benchmarks/overhead.py``), so training terms are summed on the device instead and logged once an epoch:
-        the loss as ``train_loss_epoch`` (and its latest value as ``train_loss_step`` on the steps the loggers
-        write, ``log_every_n_steps``), any other term as ``train_<name>``, the epoch's mean.
+        the loss as ``train_loss_epoch``, any other term as ``train_<name>``, the epoch's mean. (The latest loss is
+        logged as ``train_loss_step`` by :meth:`training_step` at the step checks.)
         """
         if stage != "train":
             self.log(f"{stage}_{name}", loss, on_epoch=True, prog_bar=name == "loss", sync_dist=True,
@@ -189,11 +199,6 @@ class BaseTask(L.LightningModule):
         # one in-place op a step: between a step's big kernels, each small op costs tens of microseconds
         total.add_(value, alpha=batch_size)
         self._train_sums[name] = (total, samples + batch_size)
-        if name != "loss":
-            return
-        every = getattr(self._trainer, "log_every_n_steps", 1)  # set on the trainer at run time, 0 for never
-        if every > 0 and (self.global_step + 1) % every == 0:  # the steps Lightning hands to the loggers
-            self.log("train_loss_step", value, on_step=True, on_epoch=False, prog_bar=True)
 
     def log_epoch_metrics(self, stage: Stage) -> None:
         """Log ``stage``'s metrics over the whole epoch (every rank's batches), then reset them.
@@ -220,7 +225,8 @@ class BaseTask(L.LightningModule):
         metrics.reset()
 
     def on_train_epoch_end(self) -> None:
-        """Log the training metrics of the epoch."""
+        """Check the steps not checked yet (a run stopped mid-epoch), then log the training metrics of the epoch."""
+        self.check_steps()
         self.log_epoch_metrics("train")
 
     def on_validation_epoch_end(self) -> None:
@@ -232,15 +238,43 @@ class BaseTask(L.LightningModule):
         self.log_epoch_metrics("test")
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        """One optimisation step's loss; a NaN or infinite loss stops the run and names the step."""
+        """One optimisation step's loss. It stays on the device until the next step check (:meth:`check_steps`),
+        where a NaN or infinite loss stops the run with a message naming its step; the latest loss is logged there
+        as ``train_loss_step``."""
         loss: Tensor = self.step(batch, "train")["loss"]
-        value = loss.item()  # one small op (the check as torch.isfinite and bool costs two)
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"the training loss became {value} at step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}); try a lower learning rate"
-            )
+        self.step_checks.keep(loss, StepPosition(self.current_epoch, batch_idx, self.global_step))
+        trainer = self._trainer
+        if trainer is None:  # a step run by hand
+            self.check_steps()
+            return loss
+        every: int = getattr(trainer, "log_every_n_steps", 0)  # set on the trainer at run time; 0: never
+        logs = every > 0 and (self.global_step + 1) % every == 0  # the steps Lightning hands to the loggers
+        batches, max_steps = trainer.num_training_batches, trainer.max_steps
+        last = batch_idx + 1 >= batches or 0 < max_steps <= self.global_step + 1
+        if logs or last:
+            latest = self.check_steps()
+            if logs and latest is not None:
+                # in host memory: Lightning converts the progress bar's values every batch, which then costs nothing
+                self.log("train_loss_step", latest, on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def check_steps(self) -> Tensor | None:
+        """Read what the training steps kept on the device since the last check, in one transfer, and pass the
+        training metrics their kept inputs (:meth:`update_metrics`).
+
+        Called by :meth:`training_step` every ``log_every_n_steps`` steps and at the epoch's last batch, at the end
+        of the epoch and before a checkpoint is saved, so that a checkpoint never holds weights a NaN step wrote.
+
+        Returns:
+            The latest training loss, in host memory, or None when no step was run since the last check.
+
+        Raises:
+            NonFiniteLossError: a step's loss was NaN or infinite (the message names the step).
+            DataError: a step's data was wrong in a way the task looked for on the device.
+        """
+        latest = self.step_checks.check()
+        self._flush_metric_inputs("train")
+        return latest
 
     def validation_step(self, batch: Any, batch_idx: int) -> Mapping[str, Any]:
         """Validation loss and metrics; the batch's outputs, detached, for the callbacks."""
@@ -274,7 +308,8 @@ class BaseTask(L.LightningModule):
                 set_total_steps(self.trainer.estimated_stepping_batches)
 
     def setup(self, stage: str) -> None:
-        """Check, before any step runs, that the data serves this task's kind and has as many classes."""
+        """Check, before any step runs, that the data serves this task's kind, has as many classes, and has images of
+        the channels the network takes."""
         datamodule = datamodule_of(self._trainer)
         if datamodule is None:
             return
@@ -296,13 +331,22 @@ class BaseTask(L.LightningModule):
                 f"{data_classes} classes{counted}; set --model.num_classes {data_classes - background}"
             )
         shape = datamodule.image_shape
+        channels = getattr(self, "in_channels", None)  # the network's input channels, for the tasks that say
+        if shape is not None and isinstance(channels, int) and channels != shape[0]:
+            network = getattr(self, "model_name", type(self).__name__)
+            raise DataError(
+                f"{network} takes {channels}-channel images (in_channels={channels}) but {name} gives {shape[0]}: set "
+                f"--model.init_args.in_channels {shape[0]}, or give the data {channels} channels"
+            )
         if shape is not None:
             self.example_input_array = torch.zeros(1, *shape)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the random state, so that a resumed run draws the same dropout masks as an uninterrupted one, and what
         the data declares (:func:`zoo.data.photos.data_record`: class names, image shape, normalisation), so that
-        ``zoo predict`` can make new images into inputs with the checkpoint alone."""
+        ``zoo predict`` can make new images into inputs with the checkpoint alone. The training steps not checked
+        yet are checked first (:meth:`check_steps`)."""
+        self.step_checks.check()
         checkpoint["zoo_rng"] = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["zoo_rng"]["cuda"] = torch.cuda.get_rng_state_all()

@@ -135,23 +135,11 @@ class DetectionTask(BaseTask):
         losses: dict[str, Tensor] = self.net(_plain(images), [_boxes_and_labels(t) for t in targets])
         loss = torch.stack(list(losses.values())).sum()
         size = len(images)
-        on_step = stage == "train"
-        self.log(
-            f"{stage}_loss",
-            loss,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=True,
-            batch_size=size,
-        )
-        self.log_dict(
-            {f"{stage}_{name}": value for name, value in losses.items()},
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-            batch_size=size,
-        )
+        # summed on the device and logged once an epoch (train_loss_epoch, train_loss_classifier, ...): logged every
+        # step, the progress bar would read the loss on the host every step (BaseTask.log_loss)
+        self.log_loss(stage, loss, size)
+        for name, value in losses.items():
+            self.log_loss(stage, value, size, name=name)
         return {"loss": loss}
 
     def evaluate(self, batch: tuple[Images, Targets], stage: Stage) -> DetectionOutputs:
@@ -174,8 +162,12 @@ class DetectionTask(BaseTask):
         """Log the stage's mAP values (:data:`LOGGED_MAP`) over the whole epoch, then reset the metric.
 
         ``MeanAveragePrecision`` also returns per-class tensors, which are not scalars to log, so only the
-        :data:`LOGGED_MAP` values are. Training, whose detector gives losses, leaves its metric untouched.
+        :data:`LOGGED_MAP` values are. Training, whose detector gives losses, leaves its metric untouched and logs
+        the epoch's mean losses.
         """
+        if stage == "train":
+            super().log_epoch_metrics(stage)
+            return
         metrics = self.metrics_of(stage)
         if not any(metric.update_called for metric in metrics.values(copy_state=False)):
             return

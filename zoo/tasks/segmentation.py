@@ -160,20 +160,29 @@ class SegmentationTask(BaseTask):
         """Class logits ``(B, num_classes, H, W)`` for images ``(B, in_channels, H, W)`` in 0..1."""
         return self.net(images)
 
-    def _check_masks(self, masks: Tensor) -> None:
-        # a class the network cannot output would otherwise stop the run deep inside the loss, on the GPU
+    def _check_masks(self, masks: Tensor, stage: Stage) -> Tensor:
+        """``masks``, checked: a class the network cannot output would otherwise stop the run deep inside the loss,
+        on the GPU. Evaluation refuses such a mask at once; training notes it on the device for the next step check
+        (:meth:`~zoo.tasks.base.BaseTask.check_steps`), which raises, and ignores its pixels until then: reading
+        the check on the host every step would stop the device every step."""
         bad = (masks >= self.num_classes) & (masks != self.ignore_index) | (masks < 0)
-        if bool(bad.any()):
-            found = int(masks[bad][0])
-            raise DataError(
-                f"a mask holds class {found}, outside 0..{self.num_classes - 1} and not the ignore index "
-                f"{self.ignore_index}; check --model.num_classes against the data"
-            )
+        message = (
+            f"a mask holds class {{value}}, outside 0..{self.num_classes - 1} and not the ignore index "
+            f"{self.ignore_index}; check --model.num_classes against the data"
+        )
+        if stage != "train":
+            if bool(bad.any()):
+                raise DataError(message.format(value=int(masks[bad][0])))
+            return masks
+        # the largest bad class (or the largest negative one), without reading the mask on the host
+        value = torch.where(bad, masks, torch.iinfo(masks.dtype).min).amax()
+        self.step_checks.keep_fault(bad.any(), value, message)
+        return torch.where(bad, self.ignore_index, masks)
 
     def step(self, batch: tuple[Tensor, Tensor], stage: Stage) -> SegmentationOutputs:
         """Cross-entropy of one batch (plus the auxiliary term in training); updates and logs the metrics."""
         images, masks = batch
-        self._check_masks(masks)
+        masks = self._check_masks(masks, stage)
         if self.has_aux and stage == "train":
             logits, aux = cast(Any, self.net).forward_aux(images)
             loss = pixel_cross_entropy(logits, masks, self.ignore_index)

@@ -202,15 +202,9 @@ class StyleTransferTask(BaseTask):
         outputs = self(images)
         losses = self.losses(outputs, images)
         train, size = stage == "train", len(images)
-        self.log(
-            f"{stage}_loss",
-            losses.total,
-            on_step=train,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=True,
-            batch_size=size,
-        )
+        # the total is summed on the device in training (BaseTask.log_loss): logged every step with prog_bar, the
+        # progress bar would read it on the host every step; the terms, logged for the loggers only, are not read
+        self.log_loss(stage, losses.total, size)
         terms = {f"{stage}_{k}_loss": getattr(losses, k) for k in ("content", "style", "tv")}
         self.log_dict(terms, on_step=train, on_epoch=True, sync_dist=True, batch_size=size)
         if not train and self._shown is None and self.figure_images > 0:

@@ -47,6 +47,27 @@ _SKIMAGE_PICTURES = (
 )
 #: Pillow modes of one-channel images (black and white, grey, grey with alpha, 16- and 32-bit grey)
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+#: Pillow modes of more than 8 bits a pixel, which Pillow's conversions clip to 255 instead of scaling
+_WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def _eight_bits(image: Image.Image, path: Path) -> Image.Image:
+    """A 16-bit grey image (or a 32-bit integer one holding 16-bit values) scaled to 8 bits, as other readers do
+    (the top 8 bits); any other image as it is.
+
+    Raises:
+        DataError: a floating-point image, or integer values beyond 16 bits: their range is not known.
+    """
+    if image.mode not in _WIDE_MODES:
+        return image
+    if image.mode == "F":
+        raise DataError(f"{path} holds floating-point pixels (Pillow mode F), whose range is not known; save it "
+                        "with 8 or 16 bits a pixel")  # fmt: skip
+    values = np.asarray(image)
+    if values.size and (int(values.min()) < 0 or int(values.max()) > 0xFFFF):
+        raise DataError(f"{path} holds 32-bit pixel values (Pillow mode {image.mode}) beyond 16 bits; save it with "
+                        "8 or 16 bits a pixel")  # fmt: skip
+    return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8), mode="L")
 
 
 def read_image(source: str | Path, *, channels: int = 3) -> Tensor:
@@ -77,7 +98,7 @@ def read_image(source: str | Path, *, channels: int = 3) -> Tensor:
         raise DataError(f"image {path} does not exist")
     try:
         with Image.open(path) as image:
-            converted = image.convert("L" if channels == 1 else "RGB")
+            converted = _eight_bits(image, path).convert("L" if channels == 1 else "RGB")
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"{path} cannot be read as an image: {error}") from None
     return v2.functional.pil_to_tensor(converted)
@@ -87,7 +108,8 @@ def find_images(folder: str | Path) -> list[Path]:
     """The image files under ``folder`` (sub-folders included), sorted; raises :class:`DataError` if none."""
     root = Path(folder).expanduser()
     if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataError(f"image folder {root} {what}; name a folder of images")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
@@ -109,9 +131,8 @@ def find_class_folders(folder: str | Path) -> tuple[list[str], list[Path], list[
     """
     root = Path(folder).expanduser()
     if not root.is_dir():
-        raise DataError(
-            f"{root} does not exist; expected one folder of images per class, {root}/<class>/<image>"
-        )
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataError(f"{root} {what}; expected one folder of images per class, {root}/<class>/<image>")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{root} holds no class folders; put the images of each class in {root}/<class>/")
@@ -136,15 +157,20 @@ def image_channels(files: Sequence[Path]) -> int:
     """1 when every file is a grey image, else 3; reads each file's header only.
 
     Raises:
-        DataError: naming the first file Pillow cannot identify as an image.
+        DataError: naming the first file Pillow cannot identify as an image, or whose pixels are floating-point
+            numbers (of no known range).
     """
     grey = True
     for path in files:
         try:
             with Image.open(path) as image:
                 grey = grey and image.mode in _GREY_MODES
+                mode = image.mode
         except (UnidentifiedImageError, OSError, ValueError) as error:
             raise DataError(f"{path} cannot be read as an image ({error}); remove or replace it") from None
+        if mode == "F":
+            raise DataError(f"{path} holds floating-point pixels (Pillow mode F), whose range is not known; save "
+                            "it with 8 or 16 bits a pixel, or remove it")  # fmt: skip
     return 1 if grey else 3
 
 

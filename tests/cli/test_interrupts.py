@@ -1,0 +1,169 @@
+"""Runs stopped mid-epoch by a signal or by a full disk lose nothing: ``last.ckpt`` is whole, the process ends with
+one line and its documented status, and the run resumed from it ends with the weights of a run never interrupted."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from conftest import make_idx_dataset
+
+from zoo.cli import main
+
+TESTS = Path(__file__).resolve().parents[1]
+RECIPE = "lenet5_fashionmnist"
+#: 300 fabricated images, 100 held out: 200 to train on, 7 steps of 32 an epoch, 14 in all; last.ckpt every 3 steps
+STEPS = 14
+
+
+def fit_args(data: Path, runs: Path, *extra: str) -> list[str]:
+    return [
+        "--recipe", RECIPE,
+        "--data.init_args.root", str(data),
+        "--data.init_args.val_size", "100",
+        "--data.init_args.batch_size", "32",
+        "--trainer.default_root_dir", str(runs),
+        "--trainer.accelerator", "cpu",
+        "--trainer.max_epochs", "2",
+        "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--save_every_n_steps", "3",
+        *extra,
+    ]  # fmt: skip
+
+
+def with_callbacks(path: Path, *callbacks: dict[str, Any]) -> list[str]:
+    """``--config FILE`` adding ``callbacks`` (the recipe's figure callbacks are left out)."""
+    path.write_text(yaml.safe_dump({"trainer": {"callbacks": list(callbacks)}}))
+    return ["--config", str(path)]
+
+
+def only_run(runs: Path) -> Path:
+    (folder,) = (runs / RECIPE).iterdir()
+    return folder
+
+
+def load(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_same_weights(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert got["global_step"] == expected["global_step"] == STEPS
+    assert got["state_dict"].keys() == expected["state_dict"].keys()
+    for name, tensor in expected["state_dict"].items():
+        assert torch.equal(tensor, got["state_dict"][name]), name
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_idx_dataset(tmp_path_factory.mktemp("idx"), n_train=300, n_test=50)
+
+
+@pytest.fixture(scope="module")
+def straight(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``last.ckpt`` of the run never interrupted."""
+    runs = tmp_path_factory.mktemp("straight")
+    assert main("fit", fit_args(data, runs, "--trainer.callbacks", "[]")) == 0
+    return only_run(runs) / "last.ckpt"
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "signalled_at", "stopped_at", "files"),
+    [
+        # mid-epoch: stops after the step it arrived in
+        ("SIGINT", 130, 4, 5, ["config.yaml", "last.ckpt"]),
+        # in the epoch's last step: stops after validation and the epoch's checkpoint
+        ("SIGTERM", 143, 6, 7, ["best.ckpt", "config.yaml", "last.ckpt", "metrics.csv"]),
+    ],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_signal_stops_after_the_step_and_the_resumed_run_matches_one_never_interrupted(
+    name: str,
+    status: int,
+    signalled_at: int,
+    stopped_at: int,
+    files: list[str],
+    data: Path,
+    straight: Path,
+    tmp_path: Path,
+) -> None:
+    runs = tmp_path / "runs"
+    probe = {"class_path": "probes.SignalAtStep",
+             "init_args": {"step": signalled_at, "name": name, "marker": str(tmp_path / "signalled")}}  # fmt: skip
+    stopped = subprocess.run(
+        [sys.executable, "-m", "zoo.fit", *fit_args(data, runs, *with_callbacks(tmp_path / "probe.yaml", probe))],
+        capture_output=True, text=True, timeout=300, cwd=TESTS.parent, stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+    )  # fmt: skip
+    assert stopped.returncode == status, stopped.stderr[-3000:]
+    assert stopped.returncode == 128 + signal.Signals[name]
+    assert "Traceback" not in stopped.stderr
+    folder = only_run(runs)
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"zoo fit: stopped by {name} after step {stopped_at}; {folder / 'last.ckpt'} holds the run; "
+        f"resume with --ckpt_path {folder / 'last.ckpt'}"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == files  # no last.ckpt.partial, no metrics.json
+    assert load(folder / "last.ckpt")["global_step"] == stopped_at and stopped_at % 3  # not a periodic save
+
+    assert main("fit", ["--recipe", RECIPE, "--ckpt_path", str(folder / "last.ckpt")]) == 0
+    assert_same_weights(load(folder / "last.ckpt"), load(straight))
+
+
+def test_a_full_disk_keeps_the_previous_last_ckpt_and_stops_with_one_line(
+    data: Path, straight: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = tmp_path / "runs"
+    # the second write of last.ckpt (step 6) fails after writing part of the file, as on a full disk
+    probe = {"class_path": "probes.FullDiskAt", "init_args": {"nth": 2, "marker": str(tmp_path / "full")}}
+    assert main("fit", fit_args(data, runs, *with_callbacks(tmp_path / "probe.yaml", probe))) == 2
+    folder = only_run(runs)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"zoo fit: error: no space left on device writing {folder / 'last.ckpt'}; the previous last.ckpt (step 3) "
+        "is intact: free some space, then resume from it"
+    )
+    assert not (folder / "last.ckpt.partial").exists()
+    assert load(folder / "last.ckpt")["global_step"] == 3
+
+    assert main("fit", ["--recipe", RECIPE, "--ckpt_path", str(folder / "last.ckpt")]) == 0
+    assert_same_weights(load(folder / "last.ckpt"), load(straight))
+
+
+def test_a_real_full_file_system_keeps_the_previous_last_ckpt(
+    data: Path, straight: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a tmpfs with room for one last.ckpt and a bit, not for the second one written beside it
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    size = straight.stat().st_size * 3 // 2 // 1024
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        run = disk / "run"
+        args = fit_args(data, tmp_path / "runs", "--trainer.callbacks", "[]", "--run_dir", str(run))
+        assert main("fit", args) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert err.strip().splitlines()[-1] == (
+            f"zoo fit: error: no space left on device writing {run / 'last.ckpt'}; the previous last.ckpt (step 3) "
+            "is intact: free some space, then resume from it"
+        )
+        assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "last.ckpt"]
+        assert load(run / "last.ckpt")["global_step"] == 3
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+        shutil.rmtree(disk, ignore_errors=True)
