@@ -91,6 +91,8 @@ def test_given_threads_are_obeyed_and_bad_ones_refused(monkeypatch: pytest.Monke
 def test_a_measured_count_is_shared_between_the_processes_of_a_launch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    for name in ("OMP_NUM_THREADS", "_ZOO_THREADS"):  # set by share_threads: put back after the test
+        monkeypatch.setenv(name, "1")
     measured = Choice(4, "other processes kept 0.0 of 4 cores busy")
     assert share_threads(measured, 1) is measured
     shared = share_threads(measured, 2)
@@ -301,3 +303,18 @@ def test_fit_says_and_records_its_threads_and_precision(
     # a precision on the command line is obeyed over auto_precision, and said so
     assert fit.main(fit_args(tmp_path, "--auto_precision", "true", "--trainer.precision", "bf16-mixed")) == 0
     assert "precision: bf16-mixed (given on the command line)" in capsys.readouterr().out.splitlines()
+
+
+def test_the_ranks_lightning_starts_take_this_run_s_precision_not_an_earlier_one_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # an earlier auto_precision run in the same process chose bf16-mixed; this run's recipe says 32-true
+    monkeypatch.setenv("_ZOO_PRECISION", '["bf16-mixed", "measured by an earlier run"]')
+    for name in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    chosen = precision.choose_precision("32-true", auto=False, given=False, device="cpu")
+    assert chosen == Choice("32-true", "the recipe's trainer.precision")
+    monkeypatch.setenv(
+        "LOCAL_RANK", "1"
+    )  # rank 1, started by Lightning's launcher with rank zero's environment
+    assert precision.choose_precision("32-true", auto=False, given=False, device="cpu") == chosen

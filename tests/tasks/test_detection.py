@@ -326,7 +326,9 @@ def test_a_two_process_fit_reports_the_map_of_one_process(
     done = subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    # the first error of either rank (the other rank's is only that the first went away)
+    errors = [line for line in done.stderr.splitlines() if "Error" in line and "Connection reset" not in line]
+    assert done.returncode == 0, "\n".join(errors[:5]) + "\n" + done.stderr[-2000:]
     folder = Path(done.stdout.strip().splitlines()[-1].removeprefix("run folder: "))
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["devices"] == 2 and metrics["test"]["test_mar_100"] > 0  # something found: not a 0 == 0

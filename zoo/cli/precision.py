@@ -251,12 +251,12 @@ def choose_precision(
         value, reason = json.loads(inherited)
         return Choice(value, reason)
     named = FULL_PRECISION if configured is None else str(configured)
-    if given:
-        return Choice(named, "given on the command line")
-    if not auto:
-        return Choice(named, "the recipe's trainer.precision")
     candidate = named if named in _REDUCED else _reduced_for(device)
-    if (
+    if given:
+        choice = Choice(named, "given on the command line")
+    elif not auto:
+        choice = Choice(named, "the recipe's trainer.precision")
+    elif (
         launched_processes() > 1
     ):  # every process would time on its own, and might choose apart from the others
         choice = Choice(
@@ -270,6 +270,7 @@ def choose_precision(
         choice = Choice(FULL_PRECISION, "the data gives no input shape to time the network with")
     else:
         choice = _measured(net, shape, batch, device, candidate)
+    # whatever the path: the ranks Lightning starts next take this run's choice, never one left by an earlier run
     os.environ[_PRECISION_ENV] = json.dumps([choice.value, choice.reason])
     return choice
 
