@@ -120,3 +120,23 @@ class FullDiskAt(L.Callback):
             save(checkpoint, path, storage_options)
 
         io.save_checkpoint = save_or_fail  # type: ignore[method-assign]
+
+
+class FullDiskOn(L.Callback):
+    """Make the first write of the checkpoint ``name`` (``best.ckpt``) fail as on a full disk, under zoo's atomic
+    writes (:class:`zoo.callbacks.AtomicCheckpointIO`): part of the file written beside its name, then ``ENOSPC``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        inner = trainer.strategy.checkpoint_io.inner  # type: ignore[attr-defined]
+        save = inner.save_checkpoint
+
+        def save_or_fail(checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+            if Path(path).name == f"{self.name}.partial":
+                Path(path).write_bytes(b"PK\x03\x04" + bytes(4096))
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            save(checkpoint, path, storage_options)
+
+        inner.save_checkpoint = save_or_fail

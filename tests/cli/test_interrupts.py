@@ -63,6 +63,15 @@ def assert_same_weights(got: dict[str, Any], expected: dict[str, Any]) -> None:
         assert torch.equal(tensor, got["state_dict"][name]), name
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fixed_threads() -> Any:
+    """One thread count for every run here: zoo's default follows the load on the cores, and weights summed with
+    another count differ in their last bits, so runs compared bit for bit must not leave it to the load."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "2")
+        yield
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_idx_dataset(tmp_path_factory.mktemp("idx"), n_train=300, n_test=50)
@@ -139,6 +148,23 @@ def test_a_full_disk_keeps_the_previous_last_ckpt_and_stops_with_one_line(
 
     assert main("fit", ["--recipe", RECIPE, "--ckpt_path", str(folder / "last.ckpt")]) == 0
     assert_same_weights(load(folder / "last.ckpt"), load(straight))
+
+
+def test_a_full_disk_while_best_ckpt_is_written_stops_with_one_line_and_no_partial_file(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = tmp_path / "runs"
+    probe = {"class_path": "probes.FullDiskOn", "init_args": {"name": "best.ckpt"}}
+    assert main("fit", fit_args(data, runs, *with_callbacks(tmp_path / "probe.yaml", probe))) == 2
+    folder = only_run(runs)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"zoo fit: error: no space left on device writing {folder / 'best.ckpt'}; no best.ckpt was written yet: free "
+        "some space, then resume from last.ckpt"
+    )
+    assert not list(folder.glob("*.partial")) and not (folder / "best.ckpt").exists()
+    assert load(folder / "last.ckpt")["global_step"] > 0  # what the run did is there to resume from
 
 
 def test_a_real_full_file_system_keeps_the_previous_last_ckpt(

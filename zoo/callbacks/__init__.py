@@ -8,6 +8,7 @@ steps return (:mod:`zoo.tasks.outputs`). :class:`PredictionWriter` writes what `
 metric modules.
 """
 
+from zoo.callbacks.atomic_checkpoint_io import AtomicCheckpointIO
 from zoo.callbacks.confusion_matrix import ConfusionMatrix
 from zoo.callbacks.epoch_metrics import EpochMetrics
 from zoo.callbacks.feature_maps import FeatureMaps
@@ -20,6 +21,7 @@ from zoo.callbacks.prediction_grid import PredictionGrid
 from zoo.callbacks.prediction_writer import PredictionWriter
 
 __all__ = [
+    "AtomicCheckpointIO",
     "ConfusionMatrix",
     "EpochMetrics",
     "FeatureMaps",

@@ -20,6 +20,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback, ProgressBar, RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 
+from zoo.callbacks.atomic_checkpoint_io import AtomicCheckpointIO
 from zoo.cli.checkpoints import check_fits
 from zoo.cli.environment import is_child_rank, quiet_defaults
 from zoo.cli.flags import token_key
@@ -268,6 +269,10 @@ class ZooCLI(LightningCLI):
         if self.subcommand:  # a Lightning command, not the inspection of a checkpoint (zoo.cli.loading)
             self.precision = self._choose_precision(trainer_config)
             kwargs.setdefault("precision", self.precision.value)
+        if not trainer_config.get(
+            "plugins"
+        ):  # every checkpoint written whole, unless the recipe names its own I/O
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         trainer = super().instantiate_trainer(callbacks=callbacks + self.extra_callbacks(), **kwargs)
         self.threads = share_threads(self.threads, getattr(trainer.strategy, "num_processes", 1))
         if self.command == "fit" and not is_child_rank():  # an evaluation's output is its metrics alone
