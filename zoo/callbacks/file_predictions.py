@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor
 
-from zoo.figures.labelled import draw_detections, draw_label, draw_mask
+from zoo.figures.labelled import draw_detections, draw_label, draw_mask, resize_classes
+from zoo.figures.overlays import class_name
 from zoo.figures.saving import write_png
 from zoo.tasks.segmentation import voc_palette
 
@@ -160,10 +159,12 @@ def write_file_detections(
                 found["labels"][keep],
                 found["scores"][keep],
             )
-            captions = [f"{_name(names, int(k))} {float(s):.2f}" for k, s in zip(labels, scores, strict=True)]
+            captions = [
+                f"{class_name(names, int(k))} {float(s):.2f}" for k, s in zip(labels, scores, strict=True)
+            ]
             for box, label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist(), strict=True):
                 writer.writerow(
-                    [str(source), _name(names, label), f"{score:.6f}", *(f"{v:.1f}" for v in box)]
+                    [str(source), class_name(names, label), f"{score:.6f}", *(f"{v:.1f}" for v in box)]
                 )
             if not len(boxes):
                 writer.writerow([str(source), "", "", "", "", "", ""])
@@ -203,7 +204,7 @@ def write_file_masks(
     count = 0
     for number, predicted in _by_file(batches, "predicted"):
         source = files[number]
-        classes = _resized(predicted, image_size(source))
+        classes = resize_classes(predicted, image_size(source))
         png = Image.fromarray(np.ascontiguousarray(classes.to(torch.uint8).numpy()), mode="P")
         png.putpalette(palette)
         png.save(output / masks[source])
@@ -211,15 +212,3 @@ def write_file_masks(
         if overlay is not None:
             write_png(draw_mask(source, classes, names), overlay / masks[source])
     return count
-
-
-def _resized(classes: Tensor, size: tuple[int, int]) -> Tensor:
-    """A class map ``(h, w)`` brought to ``size`` (nearest neighbour: classes are not blended)."""
-    classes = classes.cpu().long()
-    if tuple(classes.shape) == size:
-        return classes
-    return F.interpolate(classes[None, None].float(), size=size, mode="nearest")[0, 0].long()
-
-
-def _name(names: Sequence[str], label: int) -> str:
-    return names[label] if 0 <= label < len(names) else str(label)

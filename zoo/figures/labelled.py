@@ -28,7 +28,7 @@ from zoo.figures.drawing import (
     resize_image,
 )
 
-__all__ = ["draw_detections", "draw_label", "draw_mask"]
+__all__ = ["draw_detections", "draw_label", "draw_mask", "resize_classes"]
 
 #: the side an overlay's longer edge is brought to, up for small images and down for large ones
 _OVERLAY_SIDES = (256, 1024)
@@ -73,6 +73,14 @@ def draw_detections(source: Path, boxes: Tensor, labels: Tensor, captions: Seque
     return _as_pil(draw_boxes(image, boxes.float() * scale, labels, list(captions), width=width))
 
 
+def resize_classes(classes: Tensor, size: tuple[int, int]) -> Tensor:
+    """A class map ``(h, w)`` brought to ``size`` ``(H, W)`` by nearest neighbour (classes are not blended)."""
+    classes = classes.cpu().long()
+    if tuple(classes.shape) == size:
+        return classes
+    return F.interpolate(classes[None, None].float(), size=size, mode="nearest")[0, 0].long()
+
+
 def draw_mask(source: Path, semantic: Tensor, names: Sequence[str]) -> Image.Image:
     """An image file with a class per pixel painted on it, the classes present named in its top-left corner.
 
@@ -82,10 +90,7 @@ def draw_mask(source: Path, semantic: Tensor, names: Sequence[str]) -> Image.Ima
         names: names by label, ``names[0]`` the background.
     """
     image, _ = _picture(source)
-    size = image.shape[-2:]
-    classes = semantic.long()
-    if classes.shape != size:
-        classes = F.interpolate(classes[None, None].float(), size=size, mode="nearest")[0, 0].long()
+    classes = resize_classes(semantic, (image.shape[-2], image.shape[-1]))
     present = [int(k) for k in torch.unique(classes) if 0 < int(k) < len(names)]
     painted = draw_semantic(image, classes)
     return _as_pil(draw_legend(painted, [(k, names[k]) for k in present]))

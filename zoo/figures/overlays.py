@@ -37,6 +37,7 @@ __all__ = [
     "PAIRS_PER_ROW",
     "Overlay",
     "as_pictures",
+    "class_name",
     "detection_overlays",
     "label_names",
     "localization_overlays",
@@ -148,7 +149,8 @@ def as_pictures(
     return pictures
 
 
-def _name(names: Sequence[str], label: int) -> str:
+def class_name(names: Sequence[str], label: int) -> str:
+    """The name of ``label`` in ``names`` (names by label, :func:`label_names`), or the number where it has none."""
     return names[label] if 0 <= label < len(names) else str(label)
 
 
@@ -171,9 +173,9 @@ def localization_overlays(
     for index in range(len(labels)):
         label, guess = int(labels[index]), int(predicted[index])
         iou = float(box_iou(boxes[index : index + 1], true_boxes[index : index + 1])[0, 0])
-        truth = Overlay(true_boxes[index : index + 1], labels[index : index + 1], [_name(names, label)], None,
-                        _name(names, label))  # fmt: skip
-        caption = f"{_name(names, guess)} {float(confidence[index]):.0%}"
+        truth = Overlay(true_boxes[index : index + 1], labels[index : index + 1], [class_name(names, label)], None,
+                        class_name(names, label))  # fmt: skip
+        caption = f"{class_name(names, guess)} {float(confidence[index]):.0%}"
         prediction = Overlay(boxes[index : index + 1], predicted[index : index + 1], [caption], None,
                              f"{caption}, IoU {iou:.2f}")  # fmt: skip
         pairs.append((truth, prediction))
@@ -210,9 +212,9 @@ def detection_overlays(
                                        labels[keep])  # fmt: skip
             true_semantic = paint_instances(target["masks"].cpu(), target["labels"].cpu())
         true_labels = target["labels"].cpu()
-        truth = Overlay(target["boxes"].float().cpu(), true_labels, [_name(names, int(k)) for k in true_labels],
+        truth = Overlay(target["boxes"].float().cpu(), true_labels, [class_name(names, int(k)) for k in true_labels],
                         true_semantic, f"{len(true_labels)} objects")  # fmt: skip
-        captions = [f"{_name(names, int(labels[i]))} {float(scores[i]):.2f}" for i in keep]
+        captions = [f"{class_name(names, int(labels[i]))} {float(scores[i]):.2f}" for i in keep]
         prediction = Overlay(boxes[keep], labels[keep], captions, semantic,
                              f"{len(keep)} with score >= {threshold:g}")  # fmt: skip
         pairs.append((truth, prediction))
@@ -249,4 +251,4 @@ def segmentation_overlays(
 
 def _legend(semantic: Tensor, names: list[str]) -> list[tuple[int, str]]:
     """``(label, name)`` of the classes in a mask, background and ignored pixels left out."""
-    return [(int(k), _name(names, int(k))) for k in semantic.unique() if int(k) not in (0, IGNORE_INDEX)]
+    return [(int(k), class_name(names, int(k))) for k in semantic.unique() if int(k) not in (0, IGNORE_INDEX)]
