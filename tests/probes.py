@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,16 @@ class FullDiskOn(L.Callback):
             save(checkpoint, path, storage_options)
 
         inner.save_checkpoint = save_or_fail
+
+
+class SlowToStop(L.Callback):
+    """Take ``seconds`` longer to stop on rank zero after an error, as finishing a W&B run does."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if trainer.is_global_zero:
+            time.sleep(self.seconds)

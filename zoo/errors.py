@@ -1,10 +1,18 @@
 """The one exception type that entry points turn into a single line and exit status 2."""
 
-__all__ = ["DataError", "WriteError", "ZooError"]
+import errno
+
+__all__ = ["DataError", "WriteError", "ZooError", "write_failure"]
 
 
 class ZooError(Exception):
-    """A problem with the user's input (recipe, data, checkpoint, arguments), described in one line."""
+    """A problem with the user's input (recipe, data, checkpoint, arguments), described in one line.
+
+    ``every_rank`` is set on an error that every process of a multi-process run raises together, having agreed on
+    it (:mod:`zoo.distributed`): rank zero alone says it.
+    """
+
+    every_rank: bool = False
 
 
 class DataError(ZooError):
@@ -14,3 +22,11 @@ class DataError(ZooError):
 class WriteError(ZooError):
     """A file a run writes could not be written (a full disk, a quota, a read-only folder); what was there before
     is kept."""
+
+
+def write_failure(error: OSError) -> str:
+    """What made a write fail, in the words a message uses: ``no space left on device``, ``disk quota exceeded``,
+    ``read-only file system``."""
+    if error.errno == errno.ENOSPC:
+        return "no space left on device"
+    return (error.strerror or str(error)).lower()

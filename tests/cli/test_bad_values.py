@@ -154,6 +154,16 @@ CASES: list[tuple[str, str, list[str], list[str]]] = [
      ["did you mean zoo.tasks.ClassificationTask?"]),
     ("model-kwargs-not-a-mapping", "fit", [*LENET, "--model.init_args.model_kwargs", "5"],
      ["--model.init_args.model_kwargs must be a mapping of keys, got 5"]),
+    ("model-kwargs-key-misspelled", "fit", [*LENET, "--model.init_args.model_kwargs.activaton", "relu"],
+     ["lenet5 has no option activaton; did you mean activation? it takes activation, image_size, pool"]),
+    # '{"dropuot": 0.5}', its braces doubled: the arguments are format strings
+    ("model-kwargs-json-key-misspelled", "fit", ["--recipe", "vgg11_fashionmnist", "--data.init_args.root", "{idx}",
+                                                 "--model.init_args.model_kwargs", '{{"dropuot": 0.5}}'],
+     ["vgg11_bn has no option dropuot; did you mean dropout? it takes dropout, head, image_size"]),
+    ("model-kwargs-key-without-a-close-one", "fit", [*LENET, "--model.init_args.model_kwargs.dropuot", "0.5"],
+     ["lenet5 has no option dropuot; it takes activation, image_size, pool"]),
+    ("detector-kwargs-key-misspelled", "fit", ["--recipe", "fasterrcnn_shapes", "--model.init_args.model_kwargs.min_sise", "64"],
+     ["fasterrcnn_resnet18_fpn has no option min_sise; did you mean min_size?"]),
     ("batch-size-0", "fit", [*LENET, "--data.init_args.batch_size", "0"], ["--data.init_args.batch_size"]),
     ("eval-batch-size-negative", "fit", [*LENET, "--data.init_args.eval_batch_size", "-1"], ["--data.init_args.eval_batch_size"]),
     ("val-size-negative", "fit", [*LENET, "--data.init_args.val_size", "-1"], ["--data.init_args.val_size"]),
@@ -331,6 +341,74 @@ def test_a_failed_start_with_wandb_leaves_no_folder(
              "--trainer.default_root_dir", str(runs)]  # fmt: skip
     status, err = answer("fit", [*args, *extra], capsys)
     assert status == 2 and "num_classes=5" in err.strip().splitlines()[-1]
+    assert not runs.exists(), sorted(runs.rglob("*"))
+
+
+#: SLURM's ``srun`` of 4 tasks on 2 nodes (this process the first), as Lightning's SLURMEnvironment reads it
+SLURM = {
+    "SLURM_JOB_ID": "7",
+    "SLURM_JOB_NAME": "zoo",
+    "SLURM_NTASKS": "4",
+    "SLURM_NTASKS_PER_NODE": "2",
+    "SLURM_NNODES": "2",
+    "SLURM_JOB_NUM_NODES": "2",
+    "SLURM_PROCID": "0",
+    "SLURM_LOCALID": "0",
+    "SLURM_NODEID": "0",
+}
+#: torchrun's 4 processes, 2 on each of 2 nodes (this process the first)
+TORCHRUN = {
+    "TORCHELASTIC_RUN_ID": "7",
+    "WORLD_SIZE": "4",
+    "LOCAL_WORLD_SIZE": "2",
+    "GROUP_WORLD_SIZE": "2",
+    "RANK": "0",
+    "LOCAL_RANK": "0",
+    "GROUP_RANK": "0",
+}
+#: (id, the launcher's environment, arguments, the one line): devices and nodes that disagree with the launcher
+LAUNCHES: list[tuple[str, dict[str, str], list[str], str]] = [
+    ("slurm-num-nodes", SLURM, ["--trainer.devices", "2", "--trainer.num_nodes", "1"],
+     "--trainer.devices 2 --trainer.num_nodes 1 disagree with SLURM's 4 tasks on 2 nodes (SLURM_NTASKS_PER_NODE=2, "
+     "SLURM_NNODES=2): pass --trainer.devices 2 --trainer.num_nodes 2"),
+    ("slurm-devices", SLURM, ["--trainer.devices", "1", "--trainer.num_nodes", "2", "--trainer.strategy", "ddp"],
+     "--trainer.devices 1 --trainer.num_nodes 2 disagree with SLURM's 4 tasks on 2 nodes (SLURM_NTASKS_PER_NODE=2, "
+     "SLURM_NNODES=2): pass --trainer.devices 2 --trainer.num_nodes 2"),
+    ("slurm-ntasks-without-ntasks-per-node", {k: v for k, v in SLURM.items() if k != "SLURM_NTASKS_PER_NODE"}, [],
+     "SLURM started 4 tasks (SLURM_NTASKS=4) without --ntasks-per-node, which Lightning needs to place them: launch "
+     "with srun --ntasks-per-node=N (one task per device on each node) and pass --trainer.devices N"),
+    ("torchrun-world-size", TORCHRUN, ["--trainer.devices", "2", "--trainer.num_nodes", "1"],
+     "--trainer.devices 2 --trainer.num_nodes 1 disagree with torchrun's 4 processes, 2 on each of 2 nodes "
+     "(WORLD_SIZE=4, LOCAL_WORLD_SIZE=2, GROUP_WORLD_SIZE=2): pass --trainer.devices 2 --trainer.num_nodes 2"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "env", "extra", "expected"), LAUNCHES, ids=[launch[0] for launch in LAUNCHES]
+)
+def test_devices_and_nodes_that_disagree_with_the_launcher_are_answered_in_one_line(
+    case: str,
+    env: dict[str, str],
+    extra: list[str],
+    expected: str,
+    places: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every process of the launch refuses before anything is built (each reads the same variables), instead of
+    Lightning's traceback once the task, the data and the Trainer are built."""
+    for name in [n for n in os.environ if n.startswith(("SLURM_", "TORCHELASTIC_")) or n in TORCHRUN]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    runs = tmp_path / "runs"
+    args = [a.format(idx=places["idx"]) for a in LENET]
+    common = ["--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(runs), "--trainer.logger", "false",
+              "--run_dir", str(runs / "run")]  # fmt: skip
+    status, err = answer("fit", [*args, *common, *extra], capsys)
+    assert status == 2 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1] == f"zoo fit: error: {expected}"
     assert not runs.exists(), sorted(runs.rglob("*"))
 
 

@@ -3,6 +3,9 @@ one line and its documented status, and the run resumed from it ends with the we
 
 from __future__ import annotations
 
+import csv
+import errno
+import logging
 import os
 import shutil
 import signal
@@ -11,12 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import lightning.fabric.loggers.csv_logs
 import pytest
 import torch
+import wandb
 import yaml
 from conftest import make_idx_dataset
 
 from zoo.cli import main
+from zoo.cli.environment import quiet_defaults
 
 TESTS = Path(__file__).resolve().parents[1]
 RECIPE = "lenet5_fashionmnist"
@@ -193,3 +199,161 @@ def test_a_real_full_file_system_keeps_the_previous_last_ckpt(
     finally:
         subprocess.run(["umount", str(disk)], check=True)
         shutil.rmtree(disk, ignore_errors=True)
+
+
+def no_space() -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class FillingFile:
+    """A file open for writing on a disk that fills up: its first write stores half the data, then fails."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def write(self, data: Any) -> int:
+        self.file.write(data[: len(data) // 2])
+        self.file.flush()
+        raise no_space()
+
+    def __enter__(self) -> FillingFile:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.file.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
+def fill_the_disk_writing(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """From now on, the files whose names are in the returned set fill the disk when written through ``Path.open``
+    (which ``Path.write_text`` uses); the set starts empty."""
+    names: set[str] = set()
+    real_open = Path.open
+
+    def open_or_fill(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        file = real_open(self, mode, *args, **kwargs)
+        return FillingFile(file) if self.name in names and set(mode) & set("wax+") else file
+
+    monkeypatch.setattr(Path, "open", open_or_fill)
+    return names
+
+
+def with_the_recipes_logger(args: list[str]) -> list[str]:
+    """``args`` without their ``--trainer.logger false``."""
+    at = args.index("--trainer.logger")
+    return [*args[:at], *args[at + 2 :]]
+
+
+def test_a_full_disk_while_metrics_csv_or_metrics_json_is_written_stops_with_one_line_and_loses_nothing(
+    data: Path,
+    straight: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs = tmp_path / "runs"
+    full = fill_the_disk_writing(monkeypatch)
+    full.add("metrics.csv")  # epoch 0's row creates the file (beside it, then renamed); epoch 1's is appended
+    assert main("fit", fit_args(data, runs, "--trainer.callbacks", "[]")) == 2
+    folder = only_run(runs)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"zoo fit: error: no space left on device writing {folder / 'metrics.csv'}; its earlier rows are intact: "
+        "free some space, then resume from last.ckpt"
+    )
+    text = (folder / "metrics.csv").read_text()  # no half row
+    assert text.endswith("\n") and [row["epoch"] for row in csv.DictReader(text.splitlines())] == ["0"]
+    assert load(folder / "last.ckpt")["global_step"] == 12  # the last periodic save before the epoch's end
+    assert not list(folder.glob("*.partial"))
+
+    # resumed: the epoch is finished, then metrics.json, written once the best checkpoint is evaluated, fills the disk
+    full.clear()
+    full.add("metrics.json.partial")
+    resume = ["--recipe", RECIPE, "--ckpt_path", str(folder / "last.ckpt")]
+    assert main("fit", resume) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"zoo fit: error: no space left on device writing {folder / 'metrics.json'}; no metrics.json was written; the "
+        "checkpoints are intact: free some space, then resume from last.ckpt to evaluate it again"
+    )
+    assert not (folder / "metrics.json").exists() and not list(folder.glob("*.partial"))
+
+    # resumed again with room: evaluated and written; each epoch's row once; the weights of a run never stopped
+    full.clear()
+    assert main("fit", resume) == 0
+    assert (folder / "metrics.json").is_file()
+    rows = list(csv.DictReader((folder / "metrics.csv").read_text().splitlines()))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert_same_weights(load(folder / "last.ckpt"), load(straight))
+
+
+def test_a_full_disk_while_w_and_b_files_are_written_stops_with_one_line(
+    data: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_copy = shutil.copyfile
+
+    def copy_or_fill(source: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(target).name == "metrics.json" and "wandb" in Path(target).parts:  # the offline run's copy
+            Path(target).write_bytes(Path(source).read_bytes()[:10])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(source), None, str(target))
+        return real_copy(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", copy_or_fill)
+    runs = tmp_path / "runs"
+    args = with_the_recipes_logger(fit_args(data, runs, "--trainer.callbacks", "[]"))
+    assert main("fit", [*args, "--trainer.max_epochs", "1"]) == 2  # with the recipe's logger: W&B, offline
+    folder = only_run(runs)
+    (files,) = (folder / "wandb").glob("offline-run-*/files")
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"zoo fit: error: no space left on device writing {files / 'metrics.json'}, W&B's copy; the run folder is "
+        "intact: free some space, then resume from its last.ckpt to send it again"
+    )
+    assert (files / "config.yaml").is_file() and not (files / "metrics.json").exists()
+    written = {p.name for p in folder.iterdir()}
+    assert {"config.yaml", "last.ckpt", "best.ckpt", "metrics.csv", "metrics.json"} <= written
+    assert wandb.run is None  # the W&B run was finished: a later run in this process starts its own
+
+
+def test_a_full_disk_while_a_logger_writes_its_own_files_stops_with_one_line(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fill(self: Any) -> None:  # Lightning's CSV logger writing its metrics.csv: no file named in the error
+        if self.metrics:
+            raise no_space()
+
+    monkeypatch.setattr(lightning.fabric.loggers.csv_logs._ExperimentWriter, "save", fill)
+    runs = tmp_path / "runs"
+    args = with_the_recipes_logger(fit_args(data, runs, "--trainer.callbacks", "[]"))
+    assert main("fit", [*args, "--trainer.logger", "lightning.pytorch.loggers.CSVLogger"]) == 2
+    folder = only_run(runs)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"zoo fit: error: no space left on device writing into {folder}; {folder / 'last.ckpt'} is intact: free some "
+        "space, then resume from it"
+    )
+    assert load(folder / "last.ckpt")["global_step"] > 0
+
+
+def test_a_log_file_on_a_full_disk_prints_no_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    class FullLogFile(logging.Handler):  # as W&B's debug.log once its disk is full
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                raise no_space()
+            except OSError:
+                self.handleError(record)
+
+    quiet_defaults()
+    logger = logging.getLogger("zoo-tests-full-log")
+    logger.addHandler(handler := FullLogFile())
+    try:
+        logger.error("lost")
+    finally:
+        logger.removeHandler(handler)
+    assert capsys.readouterr().err == ""

@@ -38,9 +38,9 @@ OTHER_TYPES: dict[type, list[Any]] = {
 }
 #: values out of the usual ranges: negative, zero, a fraction above one, not a number
 OUT_OF_RANGE = [-1, 0, -0.5, 1.5, math.nan, -1000]
-#: keys a misspelling of which need not be answered with a suggestion: a network builder's own keywords
-#: (model_kwargs, passed on to the builder) and the keys inside a recipe's free-form reference
-NO_SUGGESTION_UNDER = ("model_kwargs",)
+#: keys a misspelling of which need not be answered with a suggestion (none: a network builder's own keywords,
+#: under model_kwargs, are suggested by the registry)
+NO_SUGGESTION_UNDER: tuple[str, ...] = ()
 
 
 @dataclass

@@ -156,7 +156,7 @@ def test_metrics_csv_widens_its_header_and_leaves_stale_values_out(tmp_path: Pat
     loss, acc = torch.tensor(0.5), torch.tensor(0.25)
 
     def epoch_end(epoch: int, metrics: dict[str, torch.Tensor], writer: EpochMetrics = callback) -> None:
-        trainer = SimpleNamespace(is_global_zero=True, current_epoch=epoch, global_step=5 * (epoch + 1),
+        trainer = SimpleNamespace(is_global_zero=True, world_size=1, current_epoch=epoch, global_step=5 * (epoch + 1),
                                   callback_metrics=metrics, optimizers=[])  # fmt: skip
         writer.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
 
@@ -179,7 +179,7 @@ def test_metrics_csv_widens_its_header_and_leaves_stale_values_out(tmp_path: Pat
     assert [(r["epoch"], r["val_acc"]) for r in rows] == [("0", ""), ("1", "0.25"), ("2", "0.75")]
     # only rank zero writes
     other_rank = EpochMetrics(tmp_path / "elsewhere")
-    other_rank.on_train_epoch_end(SimpleNamespace(is_global_zero=False), None)  # type: ignore[arg-type]
+    other_rank.on_train_epoch_end(SimpleNamespace(is_global_zero=False, world_size=1), None)  # type: ignore[arg-type]
     assert not (tmp_path / "elsewhere").exists()
 
 

@@ -75,7 +75,7 @@ def test_options_and_input_size(capsys: pytest.CaptureFixture[str]) -> None:
         (["lenet"], "unknown model 'lenet' (did you mean: lenet5, "),
         (["vgg16", "--input_size", "3", "8", "8"], "vgg16 cannot take a 8x8x3 input"),
         (["vgg16", "--option", "head=coco"], "head must be 'imagenet' or 'cifar'"),
-        (["lenet5", "--option", "colour=3"], "unexpected keyword argument 'colour'"),
+        (["lenet5", "--option", "colour=3"], "lenet5 has no option colour; it takes activation"),
         (["lenet5", "--input_size", "1", "0", "28"], "must be positive"),
     ],
 )

@@ -3,19 +3,19 @@
 Lightning writes a checkpoint straight to its final name, so a full disk (or a quota, or a process killed mid-write)
 leaves a truncated ``best.ckpt`` where the previous best one was. :class:`AtomicCheckpointIO` writes each file beside
 its name and renames it over the old one once it is whole; a write that fails removes the partial file, keeps the
-previous one, and stops the run with one line (:class:`~zoo.errors.WriteError`).
+previous one, and stops the run with one line (:class:`~zoo.errors.WriteError`). Only rank zero writes: zoo's command
+line has every rank stop with it (:class:`zoo.cli.lightning.ZooTrainer`).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 
-from zoo.errors import WriteError
+from zoo.errors import WriteError, write_failure
 
 __all__ = ["PARTIAL", "AtomicCheckpointIO"]
 
@@ -52,11 +52,7 @@ class AtomicCheckpointIO(CheckpointIO):
             self.inner.save_checkpoint(checkpoint, partial, storage_options)
         except OSError as error:
             partial.unlink(missing_ok=True)
-            what = (
-                "no space left on device"
-                if error.errno == errno.ENOSPC
-                else (error.strerror or str(error)).lower()
-            )
+            what = write_failure(error)
             kept = (
                 f"the previous {final.name} is intact"
                 if final.is_file()

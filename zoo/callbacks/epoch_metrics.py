@@ -12,6 +12,10 @@ import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 from torch import Tensor
 
+from zoo.callbacks.last_checkpoint import LastCheckpoint
+from zoo.distributed import raise_from_rank_zero
+from zoo.errors import write_failure
+
 __all__ = ["EpochMetrics"]
 
 #: the columns every row starts with
@@ -30,6 +34,9 @@ class EpochMetrics(Checkpoint):
     new one over it, with the wider header (earlier rows leave it empty). A resumed run appends to the same file:
     rows of the epoch it resumes at and later ones, written before it was stopped, are replaced, so no epoch
     appears twice.
+
+    A row is written whole or not at all: a write that fails (a full disk) leaves the file as it was and stops the
+    run on every rank with a :class:`~zoo.errors.WriteError` naming the file.
 
     A :class:`~lightning.pytorch.callbacks.Checkpoint` only so that Lightning calls it after the task's
     ``on_train_epoch_end``, which logs the training metrics (other callbacks are called before it); it saves no
@@ -60,9 +67,29 @@ class EpochMetrics(Checkpoint):
             self._lr = float(trainer.optimizers[0].param_groups[0]["lr"])
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Write the epoch's row."""
-        if not trainer.is_global_zero:
-            return
+        """Write the epoch's row (rank zero writes; every rank calls this).
+
+        Raises:
+            WriteError: on every rank, when the row could not be written; the file is left as it was.
+        """
+        failure: str | None = None
+        if trainer.is_global_zero:
+            try:
+                self._write(self._row(trainer))
+            except OSError as error:
+                failure = self._failure(error)
+        raise_from_rank_zero(trainer, failure)
+
+    def _failure(self, error: OSError) -> str:
+        """One line on a failed write: what failed, and what is left to resume from."""
+        then = (
+            f"free some space, then resume from {LastCheckpoint.FILENAME}"
+            if (self.dirpath / LastCheckpoint.FILENAME).is_file()
+            else f"free some space, then start the run again (there is no {LastCheckpoint.FILENAME} yet)"
+        )
+        return f"{write_failure(error)} writing {self.path}; its earlier rows are intact: {then}"
+
+    def _row(self, trainer: L.Trainer) -> dict[str, str]:
         metrics = {
             name: value
             for name, value in trainer.callback_metrics.items()
@@ -73,7 +100,7 @@ class EpochMetrics(Checkpoint):
         if self._lr is not None:
             row["lr"] = str(self._lr)
         self._seen = metrics
-        self._write(row)
+        return row
 
     def _write(self, row: Mapping[str, str]) -> None:
         if self._rows is None:
@@ -87,16 +114,25 @@ class EpochMetrics(Checkpoint):
         if widened or len(kept) < len(written) or not self.path.exists():
             self._rewrite()
         else:
-            with self.path.open("a", newline="") as file:
-                csv.DictWriter(file, fieldnames=self._fields, restval="").writerow(row)
+            size = self.path.stat().st_size
+            try:
+                with self.path.open("a", newline="") as file:
+                    csv.DictWriter(file, fieldnames=self._fields, restval="").writerow(row)
+            except OSError:
+                os.truncate(self.path, size)  # no half row: shortening a file needs no space
+                raise
 
     def _rewrite(self) -> None:
         partial = self.path.with_name(self.FILENAME + ".partial")
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        with partial.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=self._fields, restval="", extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(self._rows or [])
+        try:
+            with partial.open("w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=self._fields, restval="", extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(self._rows or [])
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         os.replace(partial, self.path)
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
-from zoo.errors import WriteError
+from zoo.distributed import raise_from_rank_zero
+from zoo.errors import write_failure
 
 __all__ = ["LastCheckpoint"]
 
@@ -67,11 +68,9 @@ class LastCheckpoint(Checkpoint):
         except BaseException:  # stopped at once (a second Ctrl-C) mid-write
             partial.unlink(missing_ok=True)
             raise
-        failure = trainer.strategy.broadcast(failure, src=0)
         if failure is not None:
-            if trainer.is_global_zero:
-                partial.unlink(missing_ok=True)
-            raise WriteError(failure)
+            partial.unlink(missing_ok=True)
+        raise_from_rank_zero(trainer, failure)
         if trainer.is_global_zero:
             os.replace(partial, self.path)
         self.saved_step = trainer.global_step
@@ -79,11 +78,7 @@ class LastCheckpoint(Checkpoint):
     def _failure(self, error: OSError) -> str:
         """One line on a failed write: what failed, and what is left."""
         full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-        what = (
-            "no space left on device"
-            if error.errno == errno.ENOSPC
-            else (error.strerror or str(error)).lower()
-        )
+        what = write_failure(error)
         if not self.path.is_file():
             return f"{what} writing {self.path}; there is no last.ckpt yet"
         step = f" (step {self.saved_step})" if self.saved_step is not None else ""

@@ -10,12 +10,25 @@ import logging
 import netrc
 import os
 import platform
+import time
 import warnings
 
-__all__ = ["hardware", "is_child_rank", "launched_processes", "quiet_defaults", "wandb_logged_in"]
+__all__ = [
+    "hardware",
+    "is_child_rank",
+    "launched_processes",
+    "note_launcher",
+    "outlive_launcher",
+    "quiet_defaults",
+    "wandb_logged_in",
+]
 
 #: environment variables through which launchers (Lightning's, torchrun, SLURM) give a process its rank
 _RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+#: the process id of the command's first process, which Lightning's launcher starts the other ranks from
+_LAUNCHER_ENV = "_ZOO_LAUNCHER_PID"
+#: the longest a rank waits for that process to end (it may be finishing a W&B run)
+_LAUNCHER_WAIT = 600.0
 
 
 def is_child_rank() -> bool:
@@ -34,6 +47,33 @@ def launched_processes() -> int:
     if SLURMEnvironment.detect():
         return int(os.environ.get("SLURM_NTASKS", "1"))
     return 1
+
+
+def note_launcher() -> None:
+    """Note this process, unless it is a rank other than zero, as the one from which Lightning's launcher starts the
+    other ranks of a multi-process run (they inherit the note: see :func:`outlive_launcher`)."""
+    if not is_child_rank():
+        os.environ[_LAUNCHER_ENV] = str(os.getpid())
+
+
+def outlive_launcher() -> None:
+    """Wait, in a rank that Lightning's launcher started, until the launching process (rank zero) has ended.
+
+    Lightning's launcher kills every process of the run, rank zero too, as soon as one of the ranks it started ends
+    with a failure status; a rank that stops with the others (with the status rank zero will end with) must let rank
+    zero finish first. Returns at once in any other process (rank zero, or a rank started by torchrun or SLURM),
+    and after :data:`_LAUNCHER_WAIT` seconds at most.
+    """
+    launcher = os.environ.get(_LAUNCHER_ENV)
+    if not is_child_rank() or launcher != str(os.getppid()):
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():  # a rank zero still waiting on this rank stops waiting
+        dist.destroy_process_group()
+    deadline = time.monotonic() + _LAUNCHER_WAIT
+    while str(os.getppid()) == launcher and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def wandb_logged_in() -> bool:
@@ -58,10 +98,13 @@ def _without_adverts(record: logging.LogRecord) -> bool:
 
 
 def quiet_defaults() -> None:
-    """W&B offline without a login and silent; no Lightning adverts; no warnings that do not concern zoo users."""
+    """W&B offline without a login and silent; no Lightning adverts; no warnings that do not concern zoo users, nor
+    tracebacks from log files that cannot be written."""
     if "WANDB_MODE" not in os.environ and not wandb_logged_in():
         os.environ["WANDB_MODE"] = "offline"
     os.environ.setdefault("WANDB_SILENT", "true")
+    # a log file that cannot be written (W&B's debug.log on a full disk) is dropped, not answered with a traceback
+    logging.raiseExceptions = False
     for handler in logging.getLogger("lightning.pytorch").handlers:
         if _without_adverts not in handler.filters:
             handler.addFilter(_without_adverts)

@@ -2,7 +2,8 @@
 
 A :class:`~zoo.errors.ZooError` raised anywhere below a command (or an error caused by one: jsonargparse and
 Lightning wrap what is raised inside them) is the user's input being wrong, and gets one line; anything else is
-a bug and keeps its traceback.
+a bug and keeps its traceback. An error that every process of a multi-process run raised together (``every_rank``,
+:mod:`zoo.distributed`) is said by rank zero alone; the other ranks end quietly with the same status.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from zoo.cli.environment import is_child_rank, outlive_launcher
 from zoo.errors import ZooError
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "answer_bad_input", "one_line", "user_error"]
@@ -53,8 +55,9 @@ def answer_bad_input(program: str, run: Callable[[], object]) -> int:
         run: the command's work.
 
     Returns:
-        0 when ``run`` returns, :data:`EXIT_BAD_INPUT` after a user error (one line on stderr),
-        :data:`EXIT_INTERRUPTED` after Ctrl-C. Other exceptions propagate with their traceback.
+        0 when ``run`` returns, :data:`EXIT_BAD_INPUT` after a user error (one line on stderr, from rank zero
+        alone when every rank raised it), :data:`EXIT_INTERRUPTED` after Ctrl-C. Other exceptions propagate with
+        their traceback.
     """
     try:
         run()
@@ -62,7 +65,11 @@ def answer_bad_input(program: str, run: Callable[[], object]) -> int:
         found = user_error(error)
         if found is None:
             raise
-        print(f"{program}: error: {one_line(str(found))}", file=sys.stderr)
+        together = bool(getattr(found, "every_rank", False))
+        if not (together and is_child_rank()):
+            print(f"{program}: error: {one_line(str(found))}", file=sys.stderr)
+        if together:
+            outlive_launcher()
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)

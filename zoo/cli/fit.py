@@ -18,7 +18,6 @@ import importlib
 import importlib.util
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -40,6 +39,7 @@ from zoo.cli.errors import answer_bad_input
 from zoo.cli.flags import token_key
 from zoo.cli.lightning import ZooCLI, data_follows_files, metrics_of
 from zoo.cli.recipes import describe_recipes, read_recipe
+from zoo.cli.run_files import full_disk, send_to_wandb, write_whole
 from zoo.cli.runs import (
     LAST,
     Change,
@@ -56,7 +56,7 @@ from zoo.cli.runs import (
 )
 from zoo.cli.signals import StopOnSignal, answer_signals
 from zoo.cli.speed import speed_record
-from zoo.errors import ZooError
+from zoo.errors import WriteError, ZooError
 
 __all__ = ["FitCLI", "main"]
 
@@ -114,22 +114,6 @@ def _default_logger() -> str:
     return f"lightning.pytorch.loggers.{'TensorBoardLogger' if tensorboard else 'CSVLogger'}"
 
 
-def _send_to_wandb(logger: WandbLogger, run_dir: Path, names: Sequence[str]) -> None:
-    """Upload the run folder's ``names`` with the W&B run now, or with ``wandb sync`` for an offline run.
-
-    W&B would link the files into its run's ``files/`` folder; they are copied there instead, so that an offline run
-    holds them even when synced from another machine or after the run folder has moved.
-    """
-    run = logger.experiment
-    if getattr(run, "disabled", False):  # WANDB_MODE=disabled: no run, and no folder for its files
-        return
-    files = Path(run.dir)
-    for name in names:
-        if (run_dir / name).is_file():
-            shutil.copyfile(run_dir / name, files / name)
-            run.save(str(files / name), base_path=str(files), policy="now")
-
-
 class FitCLI(ZooCLI):
     """``zoo fit``: LightningCLI's ``fit`` in a run folder, followed by the best checkpoint's evaluation.
 
@@ -154,8 +138,11 @@ class FitCLI(ZooCLI):
         self.started = 0.0
         try:
             super().__init__(args)
-        except BaseException:
+        except BaseException as error:
             self._remove_if_unstarted()
+            stopped = full_disk(error, self.run_dir if self.run_dir != Path() else None)
+            if stopped is not None:
+                raise stopped from error
             raise
 
     def _remove_if_unstarted(self) -> None:
@@ -258,15 +245,15 @@ class FitCLI(ZooCLI):
 
     def before_fit(self) -> None:
         """Write ``config.yaml`` for a new run; for a resume asked to change it, record and print the changes."""
-        config_file = self.run_dir / RUN_CONFIG
+        config_file, then = self.run_dir / RUN_CONFIG, "free some space, then run the command again"
         if self.trainer.is_global_zero and not is_child_rank():
             if self.changes:
                 history = record_changes(self.run_dir, self.changes, self.argv)
-                config_file.write_text(self.resolved_config)
+                write_whole(config_file, self.resolved_config, then=then)
                 for key, was, now in self.changes:
                     print(f"resuming with a change: {key} {was!r} -> {now!r} (recorded in {history})")
             elif not config_file.exists():
-                config_file.write_text(self.resolved_config)
+                write_whole(config_file, self.resolved_config, then=then)
         self.started = time.perf_counter()
 
     def after_fit(self) -> None:
@@ -299,7 +286,8 @@ class FitCLI(ZooCLI):
             "date": dt.date.today().isoformat(),
             "reference": vars(reference) if reference is not None else None,
         }
-        (self.run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        then = f"the checkpoints are intact: free some space, then resume from {LAST} to evaluate it again"
+        write_whole(self.run_dir / "metrics.json", json.dumps(result, indent=2) + "\n", then=then)
         reached = tested.get(reference.metric) if reference is not None else None
         if reference is not None and reached is not None:
             if reference.value is not None:
@@ -308,7 +296,11 @@ class FitCLI(ZooCLI):
                 print(f"{reference.metric} {reached:.4f} (no published figure: {reference.note})")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                _send_to_wandb(logger, self.run_dir, [RUN_CONFIG, "metrics.json"])
+                try:
+                    send_to_wandb(logger, self.run_dir, [RUN_CONFIG, "metrics.json"])
+                except WriteError:
+                    logger.experiment.finish(exit_code=1)
+                    raise
                 logger.experiment.finish()  # the next run in this process must not append to this one
                 if os.environ.get("WANDB_MODE") == "offline":
                     print(f"W&B ran offline; upload with: wandb sync {self.run_dir / 'wandb'}/offline-run-*")

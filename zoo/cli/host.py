@@ -1,6 +1,7 @@
 """What this host has, against what a run asks for: the accelerator, the precision, the strategy and the number of
-devices Lightning is given, and the folders a run writes to. Each is answered in one line saying what to use
-instead, before anything is built (:func:`zoo.cli.values.check_values` calls these).
+devices Lightning is given (and, through :mod:`zoo.cli.launchers`, the processes torchrun or SLURM started), and the
+folders a run writes to. Each is answered in one line saying what to use instead, before anything is built
+(:func:`zoo.cli.values.check_values` calls these).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from zoo.cli.launchers import check_launcher
 from zoo.errors import ZooError
 
 __all__ = ["check_host", "check_writable"]
@@ -50,14 +52,16 @@ def _device_available(name: str) -> bool:
 
 
 def check_host(trainer: Any, *, auto_precision: bool = False) -> None:
-    """Check that this host has the accelerator, precision and strategy the Trainer is asked for.
+    """Check that this host has the accelerator, precision and strategy the Trainer is asked for, and that its devices
+    and nodes agree with the processes a launcher started (:func:`zoo.cli.launchers.check_launcher`).
 
     Args:
         trainer: the Trainer's options.
         auto_precision: zoo chooses the precision by measurement (:mod:`zoo.cli.precision`): it is not checked.
 
     Raises:
-        ZooError: an unknown name, or a device or library this host lacks, in one line saying what to use instead.
+        ZooError: an unknown name, a device or library this host lacks, or devices and nodes that disagree with the
+            launcher, in one line saying what to use instead.
     """
     import torch
     from lightning.pytorch.accelerators import AcceleratorRegistry
@@ -84,6 +88,7 @@ def check_host(trainer: Any, *, auto_precision: bool = False) -> None:
         elif name in ("mps", "tpu"):
             device = name
     _check_devices(trainer.get("devices"), device)
+    check_launcher(trainer, device)
     precision = trainer.get("precision")
     text = str(precision) if precision is not None else ""
     if text and not auto_precision:

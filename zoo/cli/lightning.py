@@ -22,7 +22,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from zoo.callbacks.atomic_checkpoint_io import AtomicCheckpointIO
 from zoo.cli.checkpoints import check_fits
-from zoo.cli.environment import is_child_rank, quiet_defaults
+from zoo.cli.environment import is_child_rank, note_launcher, quiet_defaults
 from zoo.cli.flags import token_key
 from zoo.cli.parse_errors import explain_parse_error
 from zoo.cli.precision import choose_precision, timing_inputs, training_device
@@ -30,10 +30,11 @@ from zoo.cli.recipes import Reference
 from zoo.cli.speed import Choice, check_threads, choose_threads, say, share_threads
 from zoo.cli.values import check_values
 from zoo.data.folder import ImageFilesDataModule
-from zoo.errors import ZooError
+from zoo.distributed import raise_from_rank_zero
+from zoo.errors import WriteError, ZooError
 from zoo.tasks import BaseTask
 
-__all__ = ["ZooCLI", "data_follows_files", "metrics_of", "run_evaluation"]
+__all__ = ["ZooCLI", "ZooTrainer", "data_follows_files", "metrics_of", "run_evaluation"]
 
 #: what a task takes from data whose classes and channels come from its image files: data attribute -> task option
 FOLLOWED = {"num_classes": "num_classes", "channels": "in_channels"}
@@ -86,6 +87,31 @@ def metrics_of(values: Mapping[str, Any]) -> dict[str, float]:
     return {key: round(float(value), 6) for key, value in sorted(values.items())}
 
 
+class ZooTrainer(L.Trainer):
+    """Lightning's Trainer, whose checkpoints stop every rank together when one cannot be written.
+
+    Rank zero alone writes a checkpoint (through :class:`~zoo.callbacks.AtomicCheckpointIO`, which raises
+    :class:`~zoo.errors.WriteError`), while the other ranks wait for it in Lightning's barrier: a failed write is
+    broadcast, and every rank raises it.
+    """
+
+    def save_checkpoint(
+        self, filepath: str | Path, weights_only: bool | None = None, storage_options: Any = None
+    ) -> None:
+        """Lightning's ``save_checkpoint``, called on every rank.
+
+        Raises:
+            WriteError: on every rank, when rank zero could not write the file (what was there is kept).
+        """
+        failure: str | None = None
+        try:
+            super().save_checkpoint(filepath, weights_only, storage_options)
+        except WriteError as error:  # only rank zero writes, so only rank zero gets here
+            failure = str(error)
+            self.strategy.barrier("Trainer.save_checkpoint")  # where the others wait
+        raise_from_rank_zero(self, failure)
+
+
 class ZooCLI(LightningCLI):
     """LightningCLI for one subcommand, with the keys every zoo recipe may hold.
 
@@ -104,6 +130,7 @@ class ZooCLI(LightningCLI):
 
     def __init__(self, args: Sequence[str], *, run: bool = True) -> None:
         quiet_defaults()
+        note_launcher()  # the ranks Lightning starts from this process end after it (zoo.cli.errors)
         self.precision_given = False
         #: zoo's choices of threads and precision (zoo.cli.speed), made when the Trainer is instantiated
         self.threads: Choice | None = None
@@ -112,6 +139,7 @@ class ZooCLI(LightningCLI):
         try:
             super().__init__(
                 model_class=BaseTask,
+                trainer_class=ZooTrainer,
                 subclass_mode_model=True,
                 datamodule_class=L.LightningDataModule,
                 subclass_mode_data=True,

@@ -23,7 +23,8 @@ Every file's header is read before training; a file whose header reads but whose
 JPEG or PNG) is found only when its batch is made. It stops the run with one line naming the file and where the run
 was: the worker process that met it hands its message on in place of the batch (:class:`Undecodable`), and the main
 process raises it (:meth:`FolderDataModule.on_before_batch_transfer`), so that it is not buried in a worker's
-traceback.
+traceback. Under several processes the ranks vote on every batch (:class:`zoo.distributed.FailureVote`), so that
+all of them stop at the batch one of them could not make, instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from torchvision.transforms import v2
 
 from zoo.data.base import TaskKind, ZooDataModule
 from zoo.data.readers.images import LabelledImageFiles, find_class_folders, image_channels
+from zoo.distributed import FailureVote, on_every_rank
 from zoo.errors import DataError
 
 __all__ = [
@@ -190,6 +192,7 @@ class FolderDataModule(ImageFilesDataModule):
         self._splits: dict[str, tuple[list[str], list[Path], list[int]]] = {}
         self._channels: int | None = None
         self.collate_fn = collate_decodable
+        self._vote: FailureVote | None = None
 
     # ---- what the folder holds --------------------------------------------------------------------------------
 
@@ -262,20 +265,27 @@ class FolderDataModule(ImageFilesDataModule):
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Stop at a batch whose file did not decode, naming the file and where the run was.
 
+        Under several processes every rank stops there, with the message of the first rank whose batch it was, except
+        while predicting, where the ranks may be given different numbers of batches and cannot vote on each.
+
         Raises:
-            DataError: ``batch`` is :class:`Undecodable`.
+            DataError: ``batch`` is :class:`Undecodable`, or another rank's batch is.
         """
-        if not isinstance(batch, Undecodable):
-            return batch
+        failed = batch.message if isinstance(batch, Undecodable) else None
         trainer = self.trainer
+        vote = self._vote if trainer is not None and not trainer.predicting else None
+        vote = vote if vote is not None and vote.active else None
+        if vote is not None:
+            failed = vote.first(failed)
+        if failed is None:
+            return batch
         where = ""
         if trainer is not None:
             doing = "training" if trainer.training else "testing" if trainer.testing else "validating"
             doing = "predicting" if trainer.predicting else doing
             where = f" (found while {doing}: epoch {trainer.current_epoch}, step {trainer.global_step})"
-        raise DataError(
-            f"{batch.message}{where}; replace the file and resume, or remove it and start a new run"
-        )
+        error = DataError(f"{failed}{where}; replace the file and resume, or remove it and start a new run")
+        raise on_every_rank(error) if vote is not None else error
 
     def setup(self, stage: str | None = None) -> None:
         """Index the image files and make the train/val/test datasets.
@@ -283,6 +293,8 @@ class FolderDataModule(ImageFilesDataModule):
         Raises:
             DataError: in one line, before any training, for a folder that cannot be split or read.
         """
+        if self._vote is None or not self._vote.active:  # every rank gets here at once, the process group up
+            self._vote = FailureVote()
         if self.datasets:
             return
         splits = self._read()
@@ -297,6 +309,12 @@ class FolderDataModule(ImageFilesDataModule):
             self.datasets["train"] = Subset(self._dataset(whole, train=True), train)
             self.datasets["val"] = Subset(self._dataset(whole), val)
         self.datasets["test"] = self._dataset("test") if "test" in splits else self.datasets["val"]
+
+    def teardown(self, stage: str | None = None) -> None:
+        """Release the ranks' vote (made again by the next ``setup``)."""
+        if self._vote is not None:
+            self._vote.close()
+            self._vote = None
 
     def _held_out(self, labels: list[int], folder: Path) -> tuple[list[int], list[int]]:
         """Training and validation indices: ``val_size`` of the images, stratified by class, seeded."""

@@ -58,7 +58,7 @@ from zoo.models.detection_backbones import (
     trainable_layers,
     vgg_conv5_extractor,
 )
-from zoo.models.registry import create_model, register_model
+from zoo.models.registry import create_model, register_model, unknown_option
 from zoo.models.resnet import ResNet
 from zoo.models.vgg import VGG
 from zoo.models.weights import (
@@ -123,14 +123,18 @@ _FASTER_RCNN_OPTIONS = frozenset(inspect.signature(FasterRCNN.__init__).paramete
     "box_predictor",
 } | {"size_divisible", "fixed_size"}
 
+#: the options the ResNet-FPN builders read themselves, before passing the rest on to torchvision's ``FasterRCNN``
+_RESNET_FPN_OPTIONS = ("returned_layers", "fpn_channels", "representation_size", "anchor_sizes", "aspect_ratios",
+                       "frozen_bn_eps")  # fmt: skip
 
-def _check_options(name: str, kwargs: dict[str, Any]) -> None:
+
+def _check_options(name: str, kwargs: dict[str, Any], own: Sequence[str] = ()) -> None:
+    """Refuse what is left in ``kwargs`` that torchvision's ``FasterRCNN`` does not take; ``own`` names the options
+    the builder has taken out of them already (for the message)."""
     unknown = sorted(set(kwargs) - _FASTER_RCNN_OPTIONS)
     if unknown:
-        raise ValueError(
-            f"{name} has no option {', '.join(unknown)}; it takes the options of torchvision's FasterRCNN "
-            f"({', '.join(sorted(_FASTER_RCNN_OPTIONS))})"
-        )
+        takes = [*_FASTER_RCNN_OPTIONS, *own, "weights_backbone", "trainable_backbone_layers"]
+        raise ValueError(unknown_option(name, unknown[0], takes))
 
 
 def _normalisation(in_channels: int, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +242,7 @@ def _resnet_fpn(
     representation_size = int(kwargs.pop("representation_size", 1024))
     anchor_sizes, aspect_ratios = kwargs.pop("anchor_sizes", None), kwargs.pop("aspect_ratios", None)
     eps = kwargs.pop("frozen_bn_eps", None)
-    _check_options(name, kwargs)
+    _check_options(name, kwargs, _RESNET_FPN_OPTIONS)
     normalise = _normalisation(in_channels, kwargs)
     if (
         not returned_layers
@@ -385,7 +389,7 @@ def fasterrcnn_vgg16(
     kwargs = {**_VGG_DEFAULTS, **kwargs}
     representation_size = int(kwargs.pop("representation_size", 4096))
     anchor_sizes, aspect_ratios = kwargs.pop("anchor_sizes", None), kwargs.pop("aspect_ratios", None)
-    _check_options(name, kwargs)
+    _check_options(name, kwargs, ("representation_size", "anchor_sizes", "aspect_ratios"))
     normalise = _normalisation(in_channels, kwargs)
     if pretrained is not None:
         weights_backbone = None

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from zoo.models.fcn_layers import BilinearDeconv, NormalisedInput, bilinear_kernel
 from zoo.models.fcn_torchvision import TorchvisionFCN, fcn_resnet50
-from zoo.models.registry import create_model, register_model
+from zoo.models.registry import create_model, register_model, unknown_option
 from zoo.models.resnet import ResNet
 from zoo.models.vgg import VGG
 from zoo.models.weights import load_weights, weights_for
@@ -212,7 +212,8 @@ def _fcn(
     backbone_name, stride = cfgs[name]
     dropout = float(kwargs.pop("dropout", 0.5)) if backbone_name.startswith("vgg") else 0.0
     if kwargs:
-        raise TypeError(f"{name}() got unexpected options: {', '.join(sorted(kwargs))}")
+        takes = ["weights_backbone", "dropout"] if backbone_name.startswith("vgg") else ["weights_backbone"]
+        raise TypeError(unknown_option(name, sorted(kwargs)[0], takes))
     # whole-network weights replace the backbone's: no need to fetch ImageNet weights first
     backbone_weights = weights_backbone if pretrained is None else None
     head: nn.Module | None = None

@@ -1,27 +1,36 @@
 """One flat registry of model builders: ``register_model``, ``create_model``, ``list_models``.
 
 Builders are keyword-only functions named after the model they build (``vgg16``), registered with
-``@register_model`` in their family's module. Names are unique; registering a name twice raises.
+``@register_model`` in their family's module. Names are unique; registering a name twice raises. An option a
+builder does not take is refused with the closest of those it takes (:func:`unknown_option`).
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
+import inspect
+import re
+import typing
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
 from zoo.errors import ZooError
 from zoo.models.weights import find_weights, get_weights
 from zoo.models.weights_sources import is_reference
 
-__all__ = ["UnknownModelError", "create_model", "list_models", "register_model"]
+__all__ = ["UnknownModelError", "create_model", "list_models", "register_model", "unknown_option"]
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+#: what every builder takes, and a task gives from its own options rather than a network's
+_COMMON_OPTIONS = frozenset({"num_classes", "in_channels", "weights"})
+#: Python's refusal of a keyword argument, naming it
+_UNEXPECTED = re.compile(r"got an unexpected keyword argument '(\w+)'")
 
 
 class UnknownModelError(ZooError, ValueError):
@@ -92,6 +101,8 @@ def create_model(
     Raises:
         UnknownModelError: ``name`` is not registered (the message suggests close matches), or neither a name
             nor weights naming a model were given.
+        TypeError: the builder takes no option of a name in ``kwargs`` (the message suggests a close match and
+            lists those it takes).
     """
     if name is None:
         if weights is None:
@@ -113,7 +124,81 @@ def create_model(
         num_classes = found.num_classes if num_classes is None else num_classes
         in_channels = found.in_channels if in_channels is None else in_channels
     given = {"num_classes": num_classes, "in_channels": in_channels, "weights": weights}
-    net = builder(**{k: v for k, v in given.items() if v is not None}, **kwargs)
+    try:
+        net = builder(**{k: v for k, v in given.items() if v is not None}, **kwargs)
+    except TypeError as error:
+        refused = _UNEXPECTED.search(str(error))
+        if refused is None or refused.group(1) not in kwargs:
+            raise
+        options = _options(builder)
+        if refused.group(1) in options:  # refused further down, by something the builder calls
+            raise
+        raise TypeError(unknown_option(name, refused.group(1), options)) from error
     if weights is None:  # builders load their weights, which sets it; without weights it is None
         setattr(net, "pretrained_cfg", None)  # noqa: B010 (nn.Module's __setattr__ types only modules)
     return net
+
+
+def unknown_option(model: str, option: str, options: Iterable[str]) -> str:
+    """The message refusing an option that a model's builder does not take.
+
+    Args:
+        model: the registered name (``lenet5``).
+        option: the option given.
+        options: those the builder takes besides ``num_classes``, ``in_channels`` and ``weights``.
+
+    Returns:
+        One line: ``lenet5 has no option activaton; did you mean activation? it takes activation, image_size,
+        pool``.
+    """
+    names = sorted(set(options) - _COMMON_OPTIONS)
+    close = difflib.get_close_matches(option, names, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    takes = (
+        f"it takes {', '.join(names)}"
+        if names
+        else "it takes none besides num_classes, in_channels and weights"
+    )
+    return f"{model} has no option {option}; {hint}{takes}"
+
+
+def _options(builder: Callable[..., nn.Module]) -> list[str]:
+    """The options ``builder`` takes: its own keywords, and where it passes the others on (``**kwargs``), those of
+    the network it returns (its constructor's keywords with a default) that the builder does not set itself.
+
+    A builder sets some of its network's options per variant (``vgg16`` builds ``VGG`` with ``batch_norm=False``);
+    one given again fails. Each is told apart by building the network with it once on the meta device, which
+    allocates nothing.
+    """
+    parameters = inspect.signature(builder).parameters.values()
+    own = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD]
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return own
+    try:
+        network = typing.get_type_hints(builder).get("return")
+    except (NameError, TypeError):  # an annotation that does not resolve here
+        return own
+    if not isinstance(network, type):
+        return own
+    passed_on = [
+        p
+        for p in inspect.signature(network).parameters.values()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and p.default is not p.empty
+        and p.name not in own
+    ]
+    return own + [p.name for p in passed_on if _passes_on(builder, p.name, p.default)]
+
+
+def _passes_on(builder: Callable[..., nn.Module], option: str, value: object) -> bool:
+    """Whether ``builder`` takes ``option`` (with its default ``value``), built on the meta device."""
+    try:
+        with torch.device("meta"):
+            builder(**{option: value})
+    # "got multiple values for keyword argument 'batch_norm'"; CPython reports a KeyError instead while it handles
+    # another exception (as create_model does when it asks)
+    except (TypeError, KeyError) as error:
+        return re.search(rf"\b{option}\b", str(error)) is None
+    except Exception:  # the option was taken; the meta device may refuse what comes after
+        return True
+    return True
