@@ -26,8 +26,11 @@ Two ways of timing them, both by default (``--mode``):
   a plain step taken a moment earlier on the same machine. The ratio of the summed times is the per-step cost,
   start-up left out; on a machine whose speed drifts (shared cores), its rounds agree far more closely.
 
-Prints each round and the median ratios zoo / plain (target: at most 1.03), lightning / plain (Lightning's own
-loop) and, from the whole fits, zoo / lightning (what zoo adds to Lightning).
+Prints each round and the median ratios zoo / plain, lightning / plain (Lightning's own loop) and zoo / lightning
+(what zoo adds to Lightning). Targets: zoo / lightning at most 1.01 on every network; zoo / plain at most 1.03 where
+a plain step takes 10 ms or more (on shorter steps Lightning's own work around each batch, which zoo does not
+control, is a larger share). The progress bar and logging of a real ``zoo fit`` are timed by
+``progress_overhead.py``.
 """
 
 from __future__ import annotations
@@ -242,6 +245,24 @@ def zoo_fit(
     return time.perf_counter() - started
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options saying which images to train on: ``--data_root`` and ``--synthetic``."""
+    parser.add_argument(
+        "--data_root", default=None, help="Fashion-MNIST's folder (default: the usual search)"
+    )
+    parser.add_argument("--synthetic", action="store_true", help="random images instead of Fashion-MNIST")
+
+
+def training_data(args: argparse.Namespace) -> FashionMNISTDataModule:
+    """The Fashion-MNIST training images (or random ones with ``--synthetic``) in batches of ``--batch_size``, set
+    up; Lightning's warnings about the loader's workers and the step limit silenced."""
+    warnings.filterwarnings("ignore", message=r".*(does not have many workers|max_steps=).*")
+    data_class = SyntheticFashionMNIST if args.synthetic else FashionMNISTDataModule
+    data = data_class(args.data_root, batch_size=args.batch_size, val_size=0)
+    data.setup("fit")
+    return data
+
+
 def quartiles(values: list[float]) -> tuple[float, float, float]:
     """The first quartile, median and third quartile of ``values``."""
     if len(values) < 2:
@@ -269,16 +290,9 @@ def main() -> None:
         help="time whole fits of each arm in turn, or each Trainer step against a plain step run just before it",
     )
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument(
-        "--data_root", default=None, help="Fashion-MNIST's folder (default: the usual search)"
-    )
-    parser.add_argument("--synthetic", action="store_true", help="random images instead of Fashion-MNIST")
+    add_data_arguments(parser)
     args = parser.parse_args()
-    warnings.filterwarnings("ignore", message=r".*(does not have many workers|max_steps=).*")
-
-    data_class = SyntheticFashionMNIST if args.synthetic else FashionMNISTDataModule
-    data = data_class(args.data_root, batch_size=args.batch_size, val_size=0)
-    data.setup("fit")
+    data = training_data(args)
     train_images, train_labels = data.splits["train"]
     # the plain loop's copy, normalised once up front as a hand-written loop would
     images = (train_images.float() / 255 - data.mean.view(1, -1, 1, 1)) / data.std.view(1, -1, 1, 1)
@@ -329,9 +343,9 @@ def compare_fits(fit: Callable[[str], float], arms: tuple[str, ...], *, rounds: 
 
     print(f"  median (quartiles) over {rounds} rounds:")
     for top, bottom, what in (
-        ("zoo", "plain", "target <= 1.03"),
+        ("zoo", "plain", "target <= 1.03 for steps of 10 ms or more"),
         ("lightning", "plain", "Lightning's own loop"),
-        ("zoo", "lightning", "what zoo adds to Lightning"),
+        ("zoo", "lightning", "what zoo adds to Lightning; target <= 1.01"),
     ):
         low, middle, high = quartiles(ratios(top, bottom))
         print(f"    {top}/{bottom}: {middle:.4f} ({low:.4f}-{high:.4f}); {what}")
@@ -358,10 +372,18 @@ def compare_steps(interleaved: Callable[[str], Interleaved], *, rounds: int) -> 
         print(f"  round {round_ + 1}: lightning/plain {ratios['lightning'][-1]:.4f}, "
               f"zoo/plain {ratios['zoo'][-1]:.4f}", flush=True)  # fmt: skip
     print(f"  median (quartiles) over {rounds} rounds:")
-    for arm, what in (("zoo", "target <= 1.03"), ("lightning", "Lightning's own loop")):
+    for arm, what in (
+        ("zoo", "target <= 1.03 for steps of 10 ms or more"),
+        ("lightning", "Lightning's own loop"),
+    ):
         low, middle, high = quartiles(ratios[arm])
         print(f"    {arm}/plain: {middle:.4f} ({low:.4f}-{high:.4f}), {statistics.median(extra[arm]):+.3f} ms a step; "
               f"{what}")  # fmt: skip
+    # each arm's steps against the plain steps paired with them, so the two ratios share a yardstick in a round
+    low, middle, high = quartiles([z / b for z, b in zip(ratios["zoo"], ratios["lightning"], strict=True)])
+    print(
+        f"    zoo/lightning: {middle:.4f} ({low:.4f}-{high:.4f}); what zoo adds to Lightning; target <= 1.01"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -65,3 +66,22 @@ def test_overhead_runs_end_to_end_on_synthetic_data(
     assert out.count("round ") == 4  # two rounds of whole fits, two of steps
     for line in ("zoo/plain:", "lightning/plain:", "zoo/lightning:"):
         assert line in out
+
+
+def test_progress_overhead_times_every_arm_on_synthetic_data(
+    overhead: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports overhead.py's pieces
+    monkeypatch.setitem(sys.modules, "overhead", overhead)
+    spec = importlib.util.spec_from_file_location(
+        "progress_overhead", ROOT / "benchmarks" / "progress_overhead.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["progress_overhead.py", "--synthetic", "--steps", "4", "--rounds", "2"])
+    module.main()
+    out = capsys.readouterr().out
+    assert out.count("round ") == 2 and "CPU capability" in out
+    for arm in module.ARMS:  # a time a step for each, and its ratio to the arm without a bar
+        assert re.search(rf"    {arm}: [0-9.]+ ms; [0-9.]+ \(", out), out

@@ -50,6 +50,27 @@ def test_flip_tta_averages_the_mirror_outside_training_only() -> None:
         assert torch.allclose(task(x), task(x.flip(3)), atol=1e-5)
 
 
+def test_shift_tta_weights_the_image_and_two_moved_copies_outside_training_only() -> None:
+    task = ClassificationTask("fastnet", tta_flip=True, tta_shift=1)
+    x = torch.randn(4, 1, 28, 28)
+    task.train()
+    assert torch.equal(task(x), task.net(x))
+    task.eval()
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    up_left, down_right = padded[..., 2:, 2:], padded[..., :28, :28]
+    assert torch.equal(up_left[..., 0, 0], x[..., 1, 1]) and torch.equal(down_right[..., 1, 1], x[..., 0, 0])
+
+    def mirrored(images: torch.Tensor) -> torch.Tensor:
+        return (task.net(images) + task.net(images.flip(3))) / 2
+
+    with torch.no_grad():
+        expected = mirrored(x) / 2 + mirrored(up_left) / 4 + mirrored(down_right) / 4
+        assert torch.allclose(task(x), expected, atol=1e-6)
+        assert not torch.allclose(task(x), mirrored(x), atol=1e-4)  # the moved copies do count
+    with pytest.raises(ZooError, match="tta_shift must be a whole number of pixels"):
+        ClassificationTask("fastnet", tta_shift=-1)
+
+
 def test_channels_last_keeps_outputs_and_keys() -> None:
     plain = ClassificationTask("fastnet")
     fast = ClassificationTask("fastnet", channels_last=True)

@@ -29,6 +29,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import MetricCollection
 
+from zoo.callbacks import TimedProgressBar
 from zoo.cli import fit
 from zoo.data import ShapesDataModule
 from zoo.errors import DataError
@@ -93,6 +94,7 @@ class SyncsByStep(L.Callback):
     def __init__(self) -> None:
         self.step: int | None = None
         self.calls: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        self.bar: L.Callback | None = None
 
     def record(self, name: str, caller: str) -> bool:
         if self.step is not None:
@@ -101,6 +103,7 @@ class SyncsByStep(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         self.step = trainer.global_step
+        self.bar = trainer.progress_bar_callback
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.step = None
@@ -149,6 +152,7 @@ def test_zoo_fit_reads_nothing_on_the_host_between_logging_steps(
     steps = 320 // 32
     assert sorted(probe.calls) and max(probe.calls) == steps - 1  # every step ran under the probe
     assert_syncs_only_when_logging(probe, steps, every=3, last_batches={steps - 1})
+    assert isinstance(probe.bar, TimedProgressBar)  # the bar zoo fit draws
 
 
 def _small(task: BaseTask) -> BaseTask:

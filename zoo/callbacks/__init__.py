@@ -5,7 +5,7 @@ The figure callbacks (:class:`FeatureMaps`, :class:`Filters`, :class:`ConfusionM
 the run folder's ``figures/``, and an image in W&B or TensorBoard. The evaluation figures read what the task's
 steps return (:mod:`zoo.tasks.outputs`). :class:`PredictionWriter` writes what ``trainer.predict`` computed.
 :class:`EpochMetrics` writes the run's ``metrics.csv``; :class:`NetworkSummary` is the model summary without the
-metric modules.
+metric modules; :class:`TimedProgressBar` is Rich's progress bar, redrawn a few times a second.
 """
 
 from zoo.callbacks.atomic_checkpoint_io import AtomicCheckpointIO
@@ -19,6 +19,7 @@ from zoo.callbacks.network_summary import NetworkSummary
 from zoo.callbacks.overlays import PredictionOverlays
 from zoo.callbacks.prediction_grid import PredictionGrid
 from zoo.callbacks.prediction_writer import PredictionWriter
+from zoo.callbacks.progress_bar import TimedProgressBar
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -32,4 +33,5 @@ __all__ = [
     "PredictionGrid",
     "PredictionOverlays",
     "PredictionWriter",
+    "TimedProgressBar",
 ]

@@ -17,10 +17,11 @@ from typing import Any, ClassVar
 
 import lightning as L
 import yaml
-from lightning.pytorch.callbacks import Callback, ProgressBar, RichModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ProgressBar, RichModelSummary
 from lightning.pytorch.cli import LightningCLI
 
 from zoo.callbacks.atomic_checkpoint_io import AtomicCheckpointIO
+from zoo.callbacks.progress_bar import TimedProgressBar
 from zoo.cli.checkpoints import check_fits
 from zoo.cli.environment import is_child_rank, note_launcher, quiet_defaults
 from zoo.cli.flags import token_key
@@ -287,7 +288,7 @@ class ZooCLI(LightningCLI):
         if trainer_config.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
-            callbacks.append(RichProgressBar(leave=True))
+            callbacks.append(TimedProgressBar(leave=True))
         if trainer_config.get("enable_model_summary") is not False:
             callbacks.append(RichModelSummary(max_depth=2))
         ckpt_path = self.options.get("ckpt_path") if self.subcommand else None

@@ -40,6 +40,10 @@ class ClassificationTask(BaseTask):
         tta_flip: test-time augmentation: outside training (validation, test, prediction), the logits are the
             mean of those of the image and of its horizontal mirror (airbench's flip TTA). Only for data whose
             classes do not change under a mirror (Fashion-MNIST, CIFAR; not digits).
+        tta_shift: test-time augmentation by translation, in pixels (0: none): outside training, the logits are
+            weighted 1/2 for the image and 1/4 for each of two copies moved by this many pixels, one up and left,
+            one down and right, the borders repeated (airbench's translate TTA); with ``tta_flip``, every copy
+            is also mirrored. Meant for data trained with translations of at least this many pixels.
         channels_last: keep the network's weights and each batch in the channels-last memory format, which
             convolutions run faster in on recent CPUs and on GPUs with tensor cores (benchmarks/README.md).
         torch_compile: run the network through ``torch.compile`` (the first steps take longer while it compiles). The
@@ -69,6 +73,7 @@ class ClassificationTask(BaseTask):
         freeze_backbone: bool = False,
         unfreeze_at_epoch: int | None = None,
         tta_flip: bool = False,
+        tta_shift: int = 0,
         channels_last: bool = False,
         torch_compile: bool = False,
     ) -> None:
@@ -81,6 +86,9 @@ class ClassificationTask(BaseTask):
         self.label_smoothing = label_smoothing
         self.freeze_backbone, self.unfreeze_at_epoch = freeze_backbone, unfreeze_at_epoch
         self.tta_flip, self.channels_last, self.torch_compile = tta_flip, channels_last, torch_compile
+        if not (isinstance(tta_shift, int) and tta_shift >= 0):
+            raise ZooError(f"tta_shift must be a whole number of pixels (0 or more), got {tta_shift!r}")
+        self.tta_shift = tta_shift
         super().__init__()
 
     def configure_models(self) -> None:
@@ -135,10 +143,24 @@ class ClassificationTask(BaseTask):
         return MetricCollection(metrics)
 
     def forward(self, images: Tensor) -> Tensor:
-        """Class logits ``(B, num_classes)`` for images ``(B, C, H, W)``; with ``tta_flip`` outside training, the
-        mean of the logits of the images and of their mirrors."""
+        """Class logits ``(B, num_classes)`` for images ``(B, C, H, W)``; outside training, with ``tta_flip`` or
+        ``tta_shift``, the weighted mean of the logits of the images' copies."""
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        if self.training or not self.tta_shift:
+            return self._mirrored_logits(images)
+        shift, (height, width) = self.tta_shift, images.shape[-2:]
+        padded = F.pad(images, (shift, shift, shift, shift), mode="replicate")
+        up_left = padded[..., 2 * shift :, 2 * shift :]
+        down_right = padded[..., :height, :width]
+        return (
+            self._mirrored_logits(images) / 2
+            + self._mirrored_logits(up_left) / 4
+            + self._mirrored_logits(down_right) / 4
+        )
+
+    def _mirrored_logits(self, images: Tensor) -> Tensor:
+        """The network's logits; with ``tta_flip`` outside training, their mean with the mirror images'."""
         logits = self._run_net(images)
         if self.tta_flip and not self.training:
             logits = (logits + self._run_net(images.flip(3))) / 2
