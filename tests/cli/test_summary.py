@@ -69,6 +69,16 @@ def test_options_and_input_size(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Total params: 14,728,266" in capsys.readouterr().out
 
 
+def summarised_here(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``zoo summary ARGV`` in this process: its exit status and what it wrote to stderr."""
+    capsys.readouterr()
+    try:
+        status = main(argv)
+    except SystemExit as stop:  # the option parser's own refusals
+        status = stop.code if isinstance(stop.code, int) else 1
+    return status, capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -79,23 +89,24 @@ def test_options_and_input_size(capsys: pytest.CaptureFixture[str]) -> None:
         (["lenet5", "--input_size", "1", "0", "28"], "must be positive"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "zoo.summary", *argv], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if argv == ["lenet"]:  # as a user runs it, in a process of its own
+        result = subprocess.run(
+            [sys.executable, "-m", "zoo.summary", *argv], capture_output=True, text=True, check=False
+        )
+        status, err = result.returncode, result.stderr
+    else:  # the same entry point, several seconds quicker
+        status, err = summarised_here(argv, capsys)
+    assert status == 2
+    assert err.count("\n") == 1 and message in err, err
+    assert "Traceback" not in err
 
 
-def test_bad_option_syntax_exits_2() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "zoo.summary", "lenet5", "--option", "x"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2 and "expects KEY=VALUE" in result.stderr
+def test_bad_option_syntax_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = summarised_here(["lenet5", "--option", "x"], capsys)
+    assert status == 2 and "expects KEY=VALUE" in err
 
 
 def test_a_recipe_is_summarised_with_its_options(capsys: pytest.CaptureFixture[str]) -> None:
