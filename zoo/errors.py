@@ -2,7 +2,10 @@
 
 import errno
 
-__all__ = ["DataError", "WriteError", "ZooError", "write_failure"]
+__all__ = ["DISK_FULL", "DataError", "WriteError", "ZooError", "write_failure"]
+
+#: the errors of a file system with no room left: no space, or no quota
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class ZooError(Exception):

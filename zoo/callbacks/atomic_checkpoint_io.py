@@ -9,18 +9,15 @@ line has every rank stop with it (:class:`zoo.cli.lightning.ZooTrainer`).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 
 from zoo.errors import WriteError, write_failure
+from zoo.files import PARTIAL, replaced
 
-__all__ = ["PARTIAL", "AtomicCheckpointIO"]
-
-#: the suffix of a checkpoint being written
-PARTIAL = ".partial"
+__all__ = ["AtomicCheckpointIO"]
 
 
 class AtomicCheckpointIO(CheckpointIO):
@@ -47,11 +44,10 @@ class AtomicCheckpointIO(CheckpointIO):
         if final.name.endswith(PARTIAL):
             self.inner.save_checkpoint(checkpoint, final, storage_options)
             return
-        partial = final.with_name(final.name + PARTIAL)
         try:
-            self.inner.save_checkpoint(checkpoint, partial, storage_options)
+            with replaced(final) as partial:
+                self.inner.save_checkpoint(checkpoint, partial, storage_options)
         except OSError as error:
-            partial.unlink(missing_ok=True)
             what = write_failure(error)
             kept = (
                 f"the previous {final.name} is intact"
@@ -61,10 +57,6 @@ class AtomicCheckpointIO(CheckpointIO):
             raise WriteError(
                 f"{what} writing {final}; {kept}: free some space, then resume from last.ckpt"
             ) from None
-        except BaseException:  # stopped mid-write: nothing half-written is left
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, final)
 
     def load_checkpoint(
         self, path: Any, map_location: Any = None, weights_only: bool | None = None

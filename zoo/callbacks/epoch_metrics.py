@@ -15,6 +15,7 @@ from torch import Tensor
 from zoo.callbacks.last_checkpoint import LastCheckpoint
 from zoo.distributed import raise_from_rank_zero
 from zoo.errors import write_failure
+from zoo.files import replaced
 
 __all__ = ["EpochMetrics"]
 
@@ -123,17 +124,11 @@ class EpochMetrics(Checkpoint):
                 raise
 
     def _rewrite(self) -> None:
-        partial = self.path.with_name(self.FILENAME + ".partial")
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        try:
-            with partial.open("w", newline="") as file:
-                writer = csv.DictWriter(file, fieldnames=self._fields, restval="", extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(self._rows or [])
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, self.path)
+        with replaced(self.path) as partial, partial.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self._fields, restval="", extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self._rows or [])
 
 
 def _read(path: Path) -> tuple[list[dict[str, str]], list[str]]:

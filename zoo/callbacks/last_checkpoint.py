@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
 from zoo.distributed import raise_from_rank_zero
-from zoo.errors import write_failure
+from zoo.errors import DISK_FULL, write_failure
+from zoo.files import PARTIAL
 
 __all__ = ["LastCheckpoint"]
 
@@ -57,7 +57,7 @@ class LastCheckpoint(Checkpoint):
         """
         if trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
             return
-        partial = self.path.with_name(self.FILENAME + ".partial")
+        partial = self.path.with_name(self.FILENAME + PARTIAL)
         failure: str | None = None
         try:
             trainer.save_checkpoint(partial, weights_only=False)
@@ -77,7 +77,7 @@ class LastCheckpoint(Checkpoint):
 
     def _failure(self, error: OSError) -> str:
         """One line on a failed write: what failed, and what is left."""
-        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        full = error.errno in DISK_FULL
         what = write_failure(error)
         if not self.path.is_file():
             return f"{what} writing {self.path}; there is no last.ckpt yet"

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from zoo.cli.environment import is_child_rank, launched_processes
 from zoo.cli.speed import Choice, cpu_capability, cpu_flags
+from zoo.files import replaced
 
 __all__ = [
     "FASTER",
@@ -186,9 +187,8 @@ def _write_cache(key: str, ratio: float) -> None:
     cache[key] = {"ratio": round(ratio, 4), "date": time.strftime("%Y-%m-%d")}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
-        os.replace(partial, path)
+        with replaced(path, suffix=f".{os.getpid()}.partial") as partial:  # processes may write it at once
+            partial.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
     except OSError:
         pass
 

@@ -8,7 +8,6 @@ what the run can be resumed from (:func:`full_disk`).
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from collections.abc import Sequence
@@ -17,12 +16,10 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger
 
 from zoo.cli.runs import LAST
-from zoo.errors import WriteError, write_failure
+from zoo.errors import DISK_FULL, WriteError, write_failure
+from zoo.files import replaced
 
-__all__ = ["FULL", "full_disk", "send_to_wandb", "write_whole"]
-
-#: the errors of a file system with no room left: no space, or no quota
-FULL = (errno.ENOSPC, errno.EDQUOT)
+__all__ = ["full_disk", "send_to_wandb", "write_whole"]
 
 
 def write_whole(path: Path, text: str, *, then: str) -> None:
@@ -36,14 +33,12 @@ def write_whole(path: Path, text: str, *, then: str) -> None:
     Raises:
         WriteError: the file could not be written; what was at ``path`` is kept.
     """
-    partial = path.with_name(path.name + ".partial")
     try:
-        partial.write_text(text)
+        with replaced(path) as partial:
+            partial.write_text(text)
     except OSError as error:
-        partial.unlink(missing_ok=True)
         kept = f"the previous {path.name} is intact" if path.is_file() else f"no {path.name} was written"
         raise WriteError(f"{write_failure(error)} writing {path}; {kept}; {then}") from None
-    os.replace(partial, path)
 
 
 def send_to_wandb(logger: WandbLogger, run_dir: Path, names: Sequence[str]) -> None:
@@ -80,7 +75,7 @@ def full_disk(error: BaseException, run_dir: Path | None) -> WriteError | None:
         error: what stopped the fit.
         run_dir: the run folder, once chosen.
     """
-    if not isinstance(error, OSError) or error.errno not in FULL:
+    if not isinstance(error, OSError) or error.errno not in DISK_FULL:
         return None
     # a copy names its source and its destination: the destination is where the space ran out
     written = error.filename2 or error.filename

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from zoo.errors import ZooError
+from zoo.files import replaced
 
 __all__ = [
     "SHIPPED",
@@ -88,20 +89,14 @@ def fetch(name: str, sha256: str, *, url: str | None = None, file: str | None = 
         _check_hash(path, sha256, "delete it to download it again")
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        torch.hub.download_url_to_file(url, str(partial), progress=True)
-    except (OSError, ValueError) as error:  # URLError is an OSError
-        partial.unlink(missing_ok=True)
-        raise WeightsError(
-            f"cannot download weights '{name}' from {url} ({error}); with no network, copy that file to {path}"
-        ) from None
-    try:
+    with replaced(path) as partial:  # only a checked file ever gets the final name
+        try:
+            torch.hub.download_url_to_file(url, str(partial), progress=True)
+        except (OSError, ValueError) as error:  # URLError is an OSError
+            raise WeightsError(
+                f"cannot download weights '{name}' from {url} ({error}); with no network, copy that file to {path}"
+            ) from None
         _check_hash(partial, sha256, "the download was discarded")
-    except WeightsError:
-        partial.unlink()
-        raise
-    os.replace(partial, path)  # only a checked file ever gets the final name
     return path
 
 
