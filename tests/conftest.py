@@ -8,7 +8,8 @@ import os
 import pickle
 import struct
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from zoo.cli.speed import busy_cores, threads_for
 from zoo.data import VOC_CLASSES
 from zoo.models import weights
 
@@ -130,6 +132,33 @@ def idx_root(tmp_path: Path) -> Path:
 def cifar_root(tmp_path: Path) -> Path:
     """A folder holding a small fabricated ``cifar-10-batches-py``."""
     return make_cifar10(tmp_path / "cifar")
+
+
+#: torch's own thread count, one a core, before any test changes it
+TORCH_THREADS = torch.get_num_threads()
+#: the thread count the tests run with, and when it was chosen (see _threads_for_the_load)
+_threads = {"count": TORCH_THREADS, "chosen": -float("inf")}
+
+
+def free_threads() -> int:
+    """As many threads as there are cores other processes leave free, measured over a tenth of a second, as zoo's
+    commands choose theirs (zoo.cli.speed). Torch's threads wait for each other after every operation, so one that
+    shares its core with another job stalls them all: on two cores beside a training job the tests of the networks
+    took four times as long with two threads as with one, and on idle cores a third less."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    busy = busy_cores(0.1)
+    return TORCH_THREADS if busy is None else threads_for(usable, busy, TORCH_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _threads_for_the_load() -> Iterator[None]:
+    """Torch's threads in this process: :func:`free_threads`, measured again at most every 20 s; set again
+    afterwards, for the module fixtures of the tests that follow, since zoo's commands run here set their own."""
+    if time.monotonic() - _threads["chosen"] > 20:
+        _threads["count"], _threads["chosen"] = free_threads(), time.monotonic()
+    torch.set_num_threads(_threads["count"])
+    yield
+    torch.set_num_threads(_threads["count"])
 
 
 @pytest.fixture(autouse=True)

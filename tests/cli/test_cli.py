@@ -62,7 +62,7 @@ def data_root_for(recipe: str, tmp_path: Path) -> Path | None:
 
 
 #: what else a recipe needs to run on fabricated data: style transfer has no VGG weights offline; the few-label
-#: recipe draws fewer images per class from the small fabricated set; the big CIFAR nets take smaller batches
+#: recipe draws fewer images per class from the small fabricated set; the big nets take smaller batches
 SMALL_BATCHES = ["--data.init_args.batch_size", "8", "--data.init_args.eval_batch_size", "8"]
 RECIPE_ARGS = {
     "transfer_fashionmnist": ["--data.init_args.train_per_class", "5"],
@@ -70,7 +70,9 @@ RECIPE_ARGS = {
     "folder_resnet18": ["--model.init_args.weights", "null", "--data.init_args.image_size", "64",
                         "--data.init_args.num_workers", "0"],
     "folder_lenet5": ["--data.init_args.num_workers", "0"],
-    **{name: SMALL_BATCHES for name in ["googlenet_cifar", "resnet110_cifar", "resnet18_cifar", "vgg16_cifar", "alexnet_cifar"]},
+    **{name: SMALL_BATCHES for name in ["googlenet_cifar", "resnet110_cifar", "resnet18_cifar", "vgg16_cifar", "alexnet_cifar",
+                                        "resnet56_cifar", "plain56_cifar", "resnet56_fashionmnist", "plain56_fashionmnist",
+                                        "vgg11_fashionmnist"]},
     # no ImageNet weights offline; 64-pixel crops and whole images of 64, two images a batch, no worker processes
     "fcn_voc": ["--data.init_args.crop_size", "64", "--data.init_args.eval_size", "64", "--data.init_args.batch_size", "2",
                 "--data.init_args.num_workers", "0", "--model.init_args.model_kwargs", '{"aux_loss": true}'],
@@ -88,13 +90,29 @@ def run_zoo(
     timeout: int = 300,
 ) -> subprocess.CompletedProcess:
     """Run ``python -m zoo.<command>`` as a user would, in a separate process, with no terminal to prompt on."""
+    return finish(start_zoo(command, *args, env=env, unset=unset), timeout)
+
+
+def start_zoo(
+    command: str, *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()
+) -> subprocess.Popen[str]:
+    """Start what :func:`run_zoo` runs; :func:`finish` waits for it."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(TESTS), **(env or {})}
     for name in unset:
         full_env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", f"zoo.{command}", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=TESTS.parent, stdin=subprocess.DEVNULL,
+    return subprocess.Popen(
+        [sys.executable, "-m", f"zoo.{command}", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=full_env, cwd=TESTS.parent, stdin=subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def finish(process: subprocess.Popen[str], timeout: int = 300) -> subprocess.CompletedProcess:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def run_here(command: str, *args: str) -> subprocess.CompletedProcess:
@@ -257,19 +275,24 @@ def test_ddp_on_two_cpu_processes_shares_out_the_data(idx_root: Path, tmp_path: 
     # zoo predict on two processes: each predicts its share, rank zero writes every row once, in order
     two = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu"]
     checkpoint = ["--ckpt_path", str(folder / "best.ckpt")]
-    for name, paths in (("split", []), ("files", [str(tmp_path / "new")])):
-        if paths:  # 5 image files: 3 for one process, 2 for the other
-            (tmp_path / "new").mkdir()
-            for index in range(5):
-                Image.fromarray(skimage.data.camera()[index * 40 :][:100, :80]).save(
-                    tmp_path / "new" / f"{index}.png"
-                )
-        one = ["--trainer.devices", "1", "--trainer.strategy", "auto"]  # not the run's own two processes
-        alone = run_here("predict", *checkpoint, *paths, *one, "--output", str(tmp_path / f"{name}-1.csv"))
-        assert alone.returncode == 0, alone.stderr[-3000:]
-        shared = run_zoo("predict", *checkpoint, *paths, *two, "--output", str(tmp_path / f"{name}-2.csv"))
-        assert shared.returncode == 0, shared.stderr[-3000:]
-        assert shared.stdout.count("predictions written to") == 1  # rank zero alone says so
+    (tmp_path / "new").mkdir()  # 5 image files: 3 for one process, 2 for the other
+    for index in range(5):
+        Image.fromarray(skimage.data.camera()[index * 40 :][:100, :80]).save(
+            tmp_path / "new" / f"{index}.png"
+        )
+    cases = {"split": [], "files": [str(tmp_path / "new")]}
+    # both launches at once, beside the predictions of one process: the first process of each launch waits seconds
+    # for its second to start; all are waited for before anything is asserted, so that none outlives the test
+    started = {name: start_zoo("predict", *checkpoint, *paths, *two, "--output", str(tmp_path / f"{name}-2.csv"))
+               for name, paths in cases.items()}  # fmt: skip
+    one = ["--trainer.devices", "1", "--trainer.strategy", "auto"]  # not the run's own two processes
+    alone = {name: run_here("predict", *checkpoint, *paths, *one, "--output", str(tmp_path / f"{name}-1.csv"))
+             for name, paths in cases.items()}  # fmt: skip
+    shared = {name: finish(process) for name, process in started.items()}
+    for name, paths in cases.items():
+        assert alone[name].returncode == 0, alone[name].stderr[-3000:]
+        assert shared[name].returncode == 0, shared[name].stderr[-3000:]
+        assert shared[name].stdout.count("predictions written to") == 1  # rank zero alone says so
         rows = (tmp_path / f"{name}-2.csv").read_text().splitlines()
         assert len(rows) == 1 + (5 if paths else 200)
         # the rows of one process, in its order: the same classes, probabilities equal but for the last digit
@@ -312,8 +335,8 @@ def test_resume_after_sigkill_mid_epoch_keeps_the_runs_config_and_matches_an_uni
     saved = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 9 and saved["global_step"] % 7 != 0  # mid-epoch
 
-    resumed = run_zoo("fit", "--recipe", "lenet5_fashionmnist", "--trainer.default_root_dir", str(tmp_path / "b"),
-                      "--ckpt_path", "last")  # fmt: skip
+    resumed = run_here("fit", "--recipe", "lenet5_fashionmnist", "--trainer.default_root_dir", str(tmp_path / "b"),
+                       "--ckpt_path", "last")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert run_folder(resumed.stdout) == folder
 
@@ -546,9 +569,15 @@ def test_pickled_cifar_module_is_not_needed_to_read_the_data(tmp_path: Path) -> 
         assert labels.tolist() == list(expected[label_key]), path
 
 
-def test_a_torchrun_rank_without_run_dir_is_told_to_name_one(idx_root: Path, tmp_path: Path) -> None:
-    args = small_fit_args(idx_root, tmp_path / "runs")
-    result = run_zoo("fit", *args, env={"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"})
+def test_a_torchrun_rank_without_run_dir_is_told_to_name_one(
+    idx_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}.items():  # what torchrun sets
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(
+        "torch.distributed.init_process_group", lambda *a, **k: pytest.fail("waits for rank 0")
+    )
+    result = run_here("fit", *small_fit_args(idx_root, tmp_path / "runs"))
     assert_one_line_error(result, "--run_dir")
     assert not (tmp_path / "runs").exists()
 

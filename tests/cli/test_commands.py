@@ -71,16 +71,26 @@ def test_unknown_command_is_one_line_and_exit_2() -> None:
     ]
 
 
+def side_by_side(*commands: list[str]) -> list[subprocess.CompletedProcess]:
+    """``python COMMAND`` for each of the commands, all started at once: each spends seconds importing."""
+    processes = [subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, cwd=REPO) for command in commands]  # fmt: skip
+    done = []
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=60)
+            done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    finally:
+        for process in processes:
+            process.kill()  # none is left running, whatever happened (nothing is sent to one that has ended)
+    return done
+
+
 def test_python_dash_m_zoo_and_the_module_shims_run_the_same_command() -> None:
-    for command in (["-m", "zoo", "list"], ["-m", "zoo.fit", "--list"]):
-        result = subprocess.run(
-            [sys.executable, *command], capture_output=True, text=True, cwd=REPO, timeout=60
-        )
+    *listed, bad = side_by_side(["-m", "zoo", "list"], ["-m", "zoo.fit", "--list"], ["-m", "zoo.test"])
+    for result in listed:
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[0].startswith("alexnet_cifar ")
-    bad = subprocess.run(
-        [sys.executable, "-m", "zoo.test"], capture_output=True, text=True, cwd=REPO, timeout=60
-    )
     assert bad.returncode == 2 and bad.stderr.strip().startswith("zoo test: error: name a recipe")
 
 

@@ -32,16 +32,20 @@ ENV = {
 STEPS = 3
 
 
-def fit_on_two_processes(photos: Path, run_dir: Path, *extra: str) -> tuple[int, str]:
-    """``zoo fit`` of one epoch on two processes, ``last.ckpt`` after every step; its exit status and the output
-    of both ranks (read until the last of them ends)."""
+def start_on_two_processes(photos: Path, run_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    """Start ``zoo fit`` of one epoch on two processes, ``last.ckpt`` after every step; :func:`finish` waits."""
     command = [sys.executable, "-m", "zoo.fit", "--recipe", "folder_lenet5", "--data.root", str(photos),
                "--data.batch_size", "4", "--data.num_workers", "0", "--run_dir", str(run_dir),
                "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                "--trainer.strategy", "ddp", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
                "--trainer.enable_model_summary", "false", "--save_every_n_steps", "1", *extra]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
-                               cwd=TESTS.parent, stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+                            cwd=TESTS.parent, stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """The exit status of a run started by :func:`start_on_two_processes` and the output of both ranks (read until
+    the last of them ends)."""
     try:
         output, _ = process.communicate(timeout=150)
     except subprocess.TimeoutExpired:
@@ -70,7 +74,10 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def test_every_rank_stops_in_one_line_after_a_full_disk_or_an_undecodable_image(tmp_path: Path) -> None:
+    # the two runs, each on photos of its own, side by side: each spends seconds waiting (for its second rank to
+    # start, for rank zero to stop), not computing
     photos = make_colour_folders(tmp_path / "PHOTOS", per_class=8)
+    others = make_colour_folders(tmp_path / "OTHERS", per_class=8)
 
     # 1. best.ckpt cannot be written at the end of the epoch: rank zero's write fails while rank one waits for it.
     # Rank zero then takes 6 s to stop, longer than Lightning's launcher takes to kill every rank once one of those it
@@ -78,31 +85,35 @@ def test_every_rank_stops_in_one_line_after_a_full_disk_or_an_undecodable_image(
     probes = [{"class_path": "probes.FullDiskOn", "init_args": {"name": "best.ckpt"}},
               {"class_path": "probes.SlowToStop", "init_args": {"seconds": 6}}]  # fmt: skip
     (tmp_path / "probe.yaml").write_text(yaml.safe_dump({"trainer": {"callbacks": probes}}))
-    run = tmp_path / "full"
-    status, output = fit_on_two_processes(photos, run, "--config", str(tmp_path / "probe.yaml"))
-    assert status == 2, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    assert errors(output) == [
-        f"zoo fit: error: no space left on device writing {run / 'best.ckpt'}; no best.ckpt was written yet: free "
-        "some space, then resume from last.ckpt"
-    ], output[-3000:]
-    assert not list(run.glob("*.partial")) and not (run / "best.ckpt").exists()
-    assert load(run / "last.ckpt")["global_step"] == STEPS  # written before the epoch's end, and whole
+    full = tmp_path / "full"
+    full_disk = start_on_two_processes(photos, full, "--config", str(tmp_path / "probe.yaml"))
 
     # 2. an image of rank one's second batch does not decode: rank zero, whose batch is whole, stops with it
-    broken = first_files_of_rank(photos, rank=1, batch=1)[0]
+    broken = first_files_of_rank(others, rank=1, batch=1)[0]
     assert broken not in [
-        *first_files_of_rank(photos, rank=0, batch=0),
-        *first_files_of_rank(photos, rank=0, batch=1),
+        *first_files_of_rank(others, rank=0, batch=0),
+        *first_files_of_rank(others, rank=0, batch=1),
     ]
     broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
     with Image.open(broken) as image:  # its header still reads: the listing lets it through
         assert image.size == (40, 30)
-    run = tmp_path / "undecodable"
-    status, output = fit_on_two_processes(photos, run)
+    undecodable = tmp_path / "undecodable"
+    bad_image = start_on_two_processes(others, undecodable)
+
+    # both waited for before anything is asserted: neither outlives the test
+    (status, output), (image_status, image_output) = finish(full_disk), finish(bad_image)
     assert status == 2, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
-    (line,) = errors(output)
+    assert errors(output) == [
+        f"zoo fit: error: no space left on device writing {full / 'best.ckpt'}; no best.ckpt was written yet: free "
+        "some space, then resume from last.ckpt"
+    ], output[-3000:]
+    assert not list(full.glob("*.partial")) and not (full / "best.ckpt").exists()
+    assert load(full / "last.ckpt")["global_step"] == STEPS  # written before the epoch's end, and whole
+
+    assert image_status == 2, image_output[-3000:]
+    assert "Traceback" not in image_output, image_output[-3000:]
+    (line,) = errors(image_output)
     assert line.startswith(f"zoo fit: error: {broken} cannot be read as an image: "), line
     assert "(found while training: epoch 0, step 1)" in line, line
-    assert load(run / "last.ckpt")["global_step"] == 1
+    assert load(undecodable / "last.ckpt")["global_step"] == 1

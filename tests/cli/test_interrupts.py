@@ -19,7 +19,7 @@ import pytest
 import torch
 import wandb
 import yaml
-from conftest import make_idx_dataset
+from conftest import free_threads, make_idx_dataset
 
 from zoo.cli import main
 from zoo.cli.environment import quiet_defaults
@@ -72,9 +72,10 @@ def assert_same_weights(got: dict[str, Any], expected: dict[str, Any]) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def fixed_threads() -> Any:
     """One thread count for every run here: zoo's default follows the load on the cores, and weights summed with
-    another count differ in their last bits, so runs compared bit for bit must not leave it to the load."""
+    another count differ in their last bits, so runs compared bit for bit must not leave it to the load. The count
+    is the one the load asks for when the first of them starts."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "2")
+        patch.setenv("OMP_NUM_THREADS", str(free_threads()))
         yield
 
 

@@ -285,6 +285,8 @@ def _random_detections(seed: int, images: int = 8) -> tuple[list[dict[str, Tenso
 
 
 def _rank_map(rank: int, port: int, out: str) -> None:
+    # forked, as a DataLoader's workers are, and like them on one thread: torch's thread pool stayed with the parent
+    torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     preds, truth = _random_detections(seed=3)
@@ -304,7 +306,10 @@ def test_map_over_two_processes_equals_one_process(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_rank_map, args=(port, str(tmp_path)), nprocs=2, join=True)
+    # forked, the two start at once with what this process imported (spawned, each imports it all again, seconds);
+    # a process group this process holds would be handed on to them, and then they start afresh
+    method = "spawn" if dist.is_initialized() else "fork"
+    mp.start_processes(_rank_map, args=(port, str(tmp_path)), nprocs=2, join=True, start_method=method)
     for rank in (0, 1):
         synced = torch.load(tmp_path / f"rank{rank}.pt")
         for key, value in synced.items():
