@@ -85,3 +85,26 @@ def test_progress_overhead_times_every_arm_on_synthetic_data(
     assert out.count("round ") == 2 and "CPU capability" in out
     for arm in module.ARMS:  # a time a step for each, and its ratio to the arm without a bar
         assert re.search(rf"    {arm}: [0-9.]+ ms; [0-9.]+ \(", out), out
+
+
+def test_exit_time_times_both_exits_in_alternating_order(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = importlib.util.spec_from_file_location("exit_time", ROOT / "benchmarks" / "exit_time.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # the child without the imports of a zoo fit (seconds each): the timing machinery alone. Its 300,000 lists
+    # hold themselves in a cycle, which only the collector frees: a tenth of a second collected, nothing frozen
+    child = (
+        "import atexit, gc, time\nkept = [[i] for i in range(300_000)]\nkept.append(kept)\n"
+        + module.CHILD.split("import zoo.cli.fit\n")[1]
+    )
+    monkeypatch.setattr(module, "CHILD", child)
+    monkeypatch.setattr(sys, "argv", ["exit_time.py", "--rounds", "2"])
+    module.main()
+    out = capsys.readouterr().out
+    assert out.count("  round ") == 2 and "CPU capability" in out
+    medians = r"median over 2 rounds: Python's collection ([0-9.]+) s, frozen \(zoo\) ([0-9.]+) s"
+    collected, frozen = map(float, re.findall(medians, out)[0])
+    assert 0 < frozen < collected, out

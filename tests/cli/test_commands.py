@@ -86,6 +86,17 @@ def side_by_side(*commands: list[str]) -> list[subprocess.CompletedProcess]:
     return done
 
 
+def test_a_command_leaves_its_objects_out_of_pythons_last_collection() -> None:
+    # a handler registered before the command runs after the command's own: by then every object is frozen
+    check = ("import atexit, gc; atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0)); "
+             "from zoo.cli import main; main('list', ['--recipe', 'lenet5_fashionmnist'])")  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "frozen at exit: True", result.stdout
+
+
 def test_python_dash_m_zoo_and_the_module_shims_run_the_same_command() -> None:
     *listed, bad = side_by_side(["-m", "zoo", "list"], ["-m", "zoo.fit", "--list"], ["-m", "zoo.test"])
     for result in listed:
