@@ -8,7 +8,7 @@
 Both arms train the recipe's network (built from the registry with the same seed) on Fashion-MNIST's 60,000
 training images for the same epochs, with the same batch size, augmentation (random translation by the recipe's
 ``pad`` pixels, horizontal flip), optimiser, learning-rate schedule (stepped every batch), label smoothing,
-memory format and test-time flip, and are tested on the 10,000 test images:
+memory format and test-time augmentation (flip, and shift by ``tta_shift`` pixels), and are tested on the 10,000 test images:
 
 * ``zoo``: ``zoo fit --recipe NAME`` as shipped (its precision included: zoo chooses it for the host), with W&B,
   figures and the progress bar off, and no validation split (``val_size 0``), so that it trains on the same
@@ -63,6 +63,7 @@ def recipe_settings(recipe: str, epochs: int | None) -> dict[str, Any]:
         "in_channels": model.get("in_channels", 1),
         "label_smoothing": model.get("label_smoothing", 0.0),
         "tta_flip": model.get("tta_flip", False),
+        "tta_shift": model.get("tta_shift", 0),
         "channels_last": model.get("channels_last", False),
         "batch_size": data.get("batch_size", 128),
         "pad": data.get("pad", 0),
@@ -72,6 +73,23 @@ def recipe_settings(recipe: str, epochs: int | None) -> dict[str, Any]:
         "lr_scheduler": config.get("lr_scheduler"),
         "epochs": epochs or config["trainer"]["max_epochs"],
     }
+
+
+def tested_logits(net: torch.nn.Module, images: torch.Tensor, *, flip: bool, shift: int) -> torch.Tensor:
+    """The logits the torchvision arm tests with: with ``flip``, the mean with the mirror images'; with ``shift``,
+    half those of the images and a quarter each those of copies moved ``shift`` pixels up-left and down-right, the
+    borders repeated (the recipe's test-time augmentation, as a user would write it)."""
+
+    def mirrored(batch: torch.Tensor) -> torch.Tensor:
+        logits = net(batch)
+        return (logits + net(batch.flip(3))) / 2 if flip else logits
+
+    if not shift:
+        return mirrored(images)
+    height, width = images.shape[-2:]
+    padded = torch.nn.functional.pad(images, (shift,) * 4, mode="replicate")
+    moved = padded[..., 2 * shift :, 2 * shift :], padded[..., :height, :width]
+    return mirrored(images) / 2 + mirrored(moved[0]) / 4 + mirrored(moved[1]) / 4
 
 
 def _instance(spec: dict[str, Any], *first: Any) -> Any:
@@ -134,9 +152,7 @@ def torchvision_arm(
     with torch.no_grad():
         for images, labels in DataLoader(test, batch_size=1000, num_workers=workers):
             images = images.contiguous(memory_format=memory)
-            logits = net(images)
-            if settings["tta_flip"]:
-                logits = (logits + net(images.flip(3))) / 2
+            logits = tested_logits(net, images, flip=settings["tta_flip"], shift=settings["tta_shift"])
             right += int((logits.argmax(1) == labels).sum())
     return {
         "test_acc": right / len(test),
