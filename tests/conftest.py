@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from zoo.cli.speed import busy_cores, threads_for
+from zoo.cli import speed
 from zoo.data import VOC_CLASSES
 from zoo.models import weights
 
@@ -145,9 +145,7 @@ def free_threads() -> int:
     commands choose theirs (zoo.cli.speed). Torch's threads wait for each other after every operation, so one that
     shares its core with another job stalls them all: on two cores beside a training job the tests of the networks
     took four times as long with two threads as with one, and on idle cores a third less."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    busy = busy_cores(0.1)
-    return TORCH_THREADS if busy is None else threads_for(usable, busy, TORCH_THREADS)
+    return speed.free_threads(TORCH_THREADS, seconds=0.1).value
 
 
 @pytest.fixture(autouse=True)

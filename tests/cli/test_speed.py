@@ -63,20 +63,20 @@ def test_the_threads_are_the_cores_other_processes_leave_free(
 def test_measured_threads_say_how_busy_the_cores_were(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(speed, "_usable_cpus", lambda: {0, 1})
     monkeypatch.setattr(speed, "_TORCH_THREADS", 2)
-    monkeypatch.setattr(speed, "busy_cores", lambda: 1.1)
+    monkeypatch.setattr(speed, "busy_cores", lambda *_: 1.1)
     choice = choose_threads(None)
     assert choice == Choice(1, "other processes kept 1.1 of 2 cores busy")
     assert torch.get_num_threads() == 1
-    monkeypatch.setattr(speed, "busy_cores", lambda: 0.0)
+    monkeypatch.setattr(speed, "busy_cores", lambda *_: 0.0)
     assert choose_threads(None).value == 2 and torch.get_num_threads() == 2
-    monkeypatch.setattr(speed, "busy_cores", lambda: None)  # no /proc/stat
+    monkeypatch.setattr(speed, "busy_cores", lambda *_: None)  # no /proc/stat
     assert choose_threads(None) == Choice(
         2, "torch's default: this system does not say how busy its cores are"
     )
 
 
 def test_given_threads_are_obeyed_and_bad_ones_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(speed, "busy_cores", lambda: pytest.fail("a given count is not measured"))
+    monkeypatch.setattr(speed, "busy_cores", lambda *_: pytest.fail("a given count is not measured"))
     assert choose_threads(1) == Choice(1, "--threads") and torch.get_num_threads() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert choose_threads(None) == Choice(1, "OMP_NUM_THREADS")

@@ -35,6 +35,7 @@ __all__ = [
     "choose_threads",
     "cpu_capability",
     "cpu_flags",
+    "free_threads",
     "say",
     "share_threads",
     "speed_record",
@@ -130,6 +131,16 @@ def threads_for(usable: int, busy: float, default: int) -> int:
     return max(1, min(default, round(usable - busy)))
 
 
+def free_threads(default: int, seconds: float = 0.2) -> Choice:
+    """The thread count for the load on the cores: :func:`threads_for` of the cores this process may use and of
+    :func:`busy_cores` over ``seconds``; ``default`` where the system does not say how busy they are."""
+    usable, busy = len(_usable_cpus()), busy_cores(seconds)
+    if busy is None:
+        return Choice(default, "torch's default: this system does not say how busy its cores are")
+    count = threads_for(usable, busy, default)
+    return Choice(count, f"other processes kept {busy:.1f} of {usable} cores busy")
+
+
 # ---- threads -----------------------------------------------------------------------------------------------------
 
 
@@ -165,14 +176,7 @@ def choose_threads(given: int | None) -> Choice:
             raise ZooError(f"OMP_NUM_THREADS must be a whole number of threads, 1 or more, not {value!r}")
         choice = Choice(int(value), "OMP_NUM_THREADS")
     else:
-        usable, busy = len(_usable_cpus()), busy_cores()
-        if busy is None:
-            choice = Choice(
-                _TORCH_THREADS, "torch's default: this system does not say how busy its cores are"
-            )
-        else:
-            count = threads_for(usable, busy, _TORCH_THREADS)
-            choice = Choice(count, f"other processes kept {busy:.1f} of {usable} cores busy")
+        choice = free_threads(_TORCH_THREADS)
     torch.set_num_threads(choice.value)
     return choice
 
