@@ -105,6 +105,28 @@ def test_python_dash_m_zoo_and_the_module_shims_run_the_same_command() -> None:
     assert bad.returncode == 2 and bad.stderr.strip().startswith("zoo test: error: name a recipe")
 
 
+def test_the_list_and_a_missing_or_unknown_recipe_are_answered_before_lightning_is_imported() -> None:
+    # each answer took some seconds while Lightning was imported first; in a fresh process it must not be
+    check = ("import sys; from zoo.cli import main; "
+             "cases = [('fit', ['--list']), ('test', []), ('fit', ['--recipe', 'lenet5_fashionmnst']), "
+             "('validate', ['--recipe', 'nope.yaml']), ('fit', ['--ckpt_path', 'x.ckpt'])]; "
+             "print([main(command, argv) for command, argv in cases], 'lightning' in sys.modules)")  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert result.stdout.splitlines()[0].startswith("alexnet_cifar ")
+    assert result.stdout.splitlines()[-1] == "[0, 2, 2, 2, 2] False", result.stdout
+    errors = result.stderr.splitlines()
+    assert [line.split(": error: ")[0] for line in errors] == [
+        "zoo test",
+        "zoo fit",
+        "zoo validate",
+        "zoo fit",
+    ]
+    assert "did you mean lenet5_fashionmnist" in errors[1] and "nope.yaml does not exist" in errors[2]
+    assert errors[0].endswith("or a config with --config FILE") and errors[3] == "zoo fit: " + errors[0][10:]
+
+
 def test_the_console_script_is_installed() -> None:
     script = shutil.which("zoo", path=str(Path(sys.executable).parent))
     assert script is not None, "pip install . puts zoo on PATH"

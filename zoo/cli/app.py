@@ -8,6 +8,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from zoo.cli.arguments import answer_early
+
 __all__ = ["COMMANDS", "main"]
 
 #: command -> what it does; each is the module ``zoo.cli.<command>`` with ``main(argv) -> int``
@@ -56,6 +58,9 @@ def main(argv: Sequence[str] | None = None, command: str | None = None) -> int:
     # Registered before the command runs, it runs after the command's own exit handlers (W&B's finish among them).
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
+    answered = answer_early(command, arguments)
+    if answered is not None:
+        return answered
     module = importlib.import_module(f"zoo.cli.{command}")
     status: int = module.main(arguments)
     return status

@@ -12,11 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo.cli.checkpoints import checked_checkpoint, run_config_of
+from zoo.cli.errors import answer_bad_input
 from zoo.cli.flags import token_key, token_value
-from zoo.cli.recipes import find_recipe, read_recipe
+from zoo.cli.recipes import describe_recipes, find_recipe, read_recipe
 from zoo.errors import ZooError
 
-__all__ = ["Arguments", "recipe_arguments", "without"]
+__all__ = ["Arguments", "answer_early", "recipe_arguments", "without"]
+
+#: the commands whose arguments name a recipe, a config or a run: :func:`answer_early` checks them
+EARLY_CHECKED = ("fit", "validate", "test")
+_NO_CONFIG = "name a recipe with --recipe NAME (`zoo list` shows them) or a config with --config FILE"
 
 
 @dataclass
@@ -67,12 +72,9 @@ def recipe_arguments(command: str, argv: Sequence[str]) -> Arguments:
     Raises:
         ZooError: unknown recipe, invalid YAML, an unsafe checkpoint, or no recipe and no config at all.
     """
-    recipe = token_value(argv, "--recipe")
     ckpt_path = token_value(argv, "--ckpt_path")
     overrides = without(argv, "--recipe")
-    path = find_recipe(recipe) if recipe is not None else None
-    if path is not None:
-        read_recipe(path)
+    path = _checked_recipe(command, argv)
     if command != "fit" and ckpt_path is not None:
         checked_checkpoint(ckpt_path)
     if path is not None:
@@ -86,4 +88,39 @@ def recipe_arguments(command: str, argv: Sequence[str]) -> Arguments:
     if configs or {"-h", "--help"} & set(argv):
         name = Path(configs[0]).stem if configs and configs[0] else "run"
         return Arguments(None, name, list(argv), ckpt_path)
-    raise ZooError("name a recipe with --recipe NAME (`zoo list` shows them) or a config with --config FILE")
+    raise ZooError(_NO_CONFIG)
+
+
+def _checked_recipe(command: str, argv: Sequence[str]) -> Path | None:
+    """The file of the recipe ``--recipe`` names, once read as one; None without ``--recipe``.
+
+    Raises:
+        ZooError: the recipe is unknown or not a recipe, or nothing else can give a config: no ``--config``,
+            no ``--help`` and, for ``validate`` and ``test``, no ``--ckpt_path`` whose run folder may hold one.
+    """
+    recipe = token_value(argv, "--recipe")
+    if recipe is not None:
+        path = find_recipe(recipe)
+        read_recipe(path)
+        return path
+    keys = set(map(token_key, argv))
+    if "--config" in keys or {"-h", "--help"} & keys or (command != "fit" and "--ckpt_path" in keys):
+        return None
+    raise ZooError(_NO_CONFIG)
+
+
+def answer_early(command: str, argv: Sequence[str]) -> int | None:
+    """Answer what needs no Lightning before a command imports it (some seconds): ``zoo fit --list``, and a
+    missing, unknown or malformed recipe (one line on stderr).
+
+    Returns:
+        the command's exit status when it is answered here (0 for the list, 2 for bad input); None when the
+        command goes on, and checks its arguments again with everything else (:func:`recipe_arguments`).
+    """
+    if command not in EARLY_CHECKED:
+        return None
+    if command == "fit" and "--list" in argv:
+        print("\n".join(describe_recipes()))
+        return 0
+    status = answer_bad_input(f"zoo {command}", lambda: _checked_recipe(command, argv))
+    return status or None

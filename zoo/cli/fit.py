@@ -38,7 +38,7 @@ from zoo.cli.environment import hardware, is_child_rank, launched_processes
 from zoo.cli.errors import answer_bad_input
 from zoo.cli.flags import token_key
 from zoo.cli.lightning import ZooCLI, data_follows_files, metrics_of
-from zoo.cli.recipes import describe_recipes, read_recipe
+from zoo.cli.recipes import read_recipe
 from zoo.cli.run_files import full_disk, send_to_wandb, write_whole
 from zoo.cli.runs import (
     LAST,
@@ -363,9 +363,6 @@ def _resolve(argv: list[str]) -> tuple[list[str], str, list[Change]]:
 
 
 def _run(argv: list[str]) -> None:
-    if "--list" in argv:
-        print("\n".join(describe_recipes()))
-        return
     inherited = os.environ.get(_ARGUMENTS_ENV) if is_child_rank() else None
     if inherited:
         args, recipe, changes = json.loads(inherited)
