@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import rich
 import torch
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def overhead() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("overhead", ROOT / "benchmarks" / "overhead.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("overhead")
 
 
 def tiny_set() -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,13 +69,11 @@ def test_progress_overhead_times_every_arm_on_synthetic_data(
     overhead: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports overhead.py's pieces
+    # Lightning's bar points rich's shared console at the benchmark's terminal, closed when it ends: a console of
+    # this test's own, so later tests print to theirs
+    monkeypatch.setattr(rich, "_console", None)
     monkeypatch.setitem(sys.modules, "overhead", overhead)
-    spec = importlib.util.spec_from_file_location(
-        "progress_overhead", ROOT / "benchmarks" / "progress_overhead.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("progress_overhead")
     monkeypatch.setattr(sys, "argv", ["progress_overhead.py", "--synthetic", "--steps", "4", "--rounds", "2"])
     module.main()
     out = capsys.readouterr().out
@@ -90,10 +85,7 @@ def test_progress_overhead_times_every_arm_on_synthetic_data(
 def test_exit_time_times_both_exits_in_alternating_order(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = importlib.util.spec_from_file_location("exit_time", ROOT / "benchmarks" / "exit_time.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("exit_time")
     # the child without the imports of a zoo fit (seconds each): the timing machinery alone. Its 300,000 lists
     # hold themselves in a cycle, which only the collector frees: a tenth of a second collected, nothing frozen
     child = (

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def threads() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location("threads", ROOT / "benchmarks" / "threads.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("threads")
     count = torch.get_num_threads()
     yield module
     torch.set_num_threads(count)
