@@ -2,9 +2,10 @@
 
 airbench (K. Jordan, *94% on CIFAR-10 in 3.29 seconds on a single GPU*, 2024, github.com/KellerJordan/cifar10-airbench)
 trains a VGG-like network of a few wide 3x3 convolutions, each followed by a 2x2 max-pool, batch norm and GELU,
-ending in a global max-pool and one linear layer. ``fastnet`` keeps that shape, pooling before each widening
-convolution so the widest layers run at the smallest maps, which is what makes it fast on a CPU: at 28x28 its
-default widths cost a third of ResNet-20's multiply-adds (10.1M against 30.8M a 28x28 image).
+ending in a global max-pool and one linear layer. ``fastnet`` keeps that order, and pools right after each stage's
+last convolution, so that the next, wider convolution runs at half the size, which is what makes it fast on a CPU:
+at 28x28 its default widths cost a third of ResNet-20's multiply-adds (10.1M against 30.8M a 28x28 image), and the
+norm and GELU after the 28x28 stem run on 14x14 maps.
 
 The rest of airbench's speed comes from the training recipe, not the network (``recipes/fast_fashionmnist.yaml``):
 the whole data set as one tensor with batched augmentation, label smoothing, an exponential moving average of the
@@ -24,21 +25,28 @@ from zoo.models.registry import register_model
 __all__ = ["FastNet", "fastnet"]
 
 
-def _conv_bn_gelu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    """A 3x3 convolution (no bias: batch norm follows), batch norm and GELU."""
+def _conv_block(in_channels: int, out_channels: int, *, pool: bool) -> list[nn.Module]:
+    """A 3x3 convolution (no bias: batch norm follows), a 2x2 max-pool if ``pool``, batch norm and GELU."""
     return [
         nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        *([nn.MaxPool2d(2)] if pool else []),
         nn.BatchNorm2d(out_channels),
         nn.GELU(),
     ]
 
 
 class FastNet(Backbone):
-    """Conv-BN-GELU at full size, then per stage a 2x2 max-pool and ``depth`` Conv-BN-GELU; global max-pool; linear.
+    """A stem convolution, then per stage ``depth`` convolutions, each stage at half the size of the one before; linear.
+
+    Every convolution is followed by batch norm and GELU; the last convolution before a new stage is followed by a
+    2x2 max-pool first, ahead of its norm and GELU, in airbench's order (convolution, pool, norm, activation). The
+    convolutions run at the same sizes as with the pool after the GELU, but the norm and GELU of each stage's end run
+    on a quarter of the pixels (``benchmarks/fastnet_order.py`` measures the two orders). A global max-pool and a
+    linear layer make the head.
 
     Args:
         widths: output channels of the stem (first) and of each later stage; ``len(widths) - 1`` pools.
-        depth: convolutions per stage after its pool (the stem has one).
+        depth: convolutions per stage after the stem (the stem has one).
         num_classes: number of output logits.
         in_channels: channels of the input images.
 
@@ -56,12 +64,15 @@ class FastNet(Backbone):
             raise ValueError(
                 f"need at least one positive width and depth >= 1, got widths={widths}, depth={depth}"
             )
-        layers = _conv_bn_gelu(in_channels, widths[0])
-        for previous, width in pairwise(widths):
-            layers.append(nn.MaxPool2d(2))
-            layers += _conv_bn_gelu(previous, width)
-            for _ in range(depth - 1):
-                layers += _conv_bn_gelu(width, width)
+        stages = [[(in_channels, widths[0])]]
+        stages += [
+            [(previous, width)] + [(width, width)] * (depth - 1) for previous, width in pairwise(widths)
+        ]
+        layers: list[nn.Module] = []
+        for index, stage in enumerate(stages):
+            for position, (channels_in, channels_out) in enumerate(stage):
+                ends_stage = position == len(stage) - 1 and index < len(stages) - 1
+                layers += _conv_block(channels_in, channels_out, pool=ends_stage)
         self.features = nn.Sequential(*layers)
         self.num_features = widths[-1]
         self.pool = nn.AdaptiveMaxPool2d(1)
