@@ -162,6 +162,12 @@ def test_bfloat16_is_kept_only_where_it_measured_faster(
     assert [entry["ratio"] for entry in cached.values()] == [0.6]
     again = auto(net)
     assert again.value == "bf16-mixed" and "cached" in again.reason and faster.calls == 1
+    # the same layers and parameters in another order are another network: measured again
+    reordered = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(10)
+    )
+    reordered(torch.zeros(1, 1, 28, 28))
+    assert "measured on this host" in auto(reordered).reason and faster.calls == 2
 
     (tmp_path / "cache" / "speed.json").unlink()
     slower = Timed(1.3)

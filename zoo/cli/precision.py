@@ -10,8 +10,8 @@ on this host, and ``32-true`` elsewhere:
   timed in float32 and under autocast, in pairs, for about a second; the reduced precision is kept when its median
   step takes at most :data:`FASTER` of the float32 step's time.
 
-A measurement is cached per host, network, input and thread count in ``$ZOO_CACHE_DIR/speed.json`` (default
-``~/.cache/zoo``); delete the file to measure again. ``--trainer.precision`` given on the command line is always
+A measurement is cached per host, network (its class, size and layers), input and thread count in
+``$ZOO_CACHE_DIR/speed.json`` (default ``~/.cache/zoo``); delete the file to measure again. ``--trainer.precision`` given on the command line is always
 obeyed. The choice is said in one line on stderr and recorded in ``metrics.json``. Under Lightning's own
 multi-process launch the other ranks take rank zero's choice; where torchrun or SLURM starts every process, which
 cannot share one measurement, ``auto_precision`` gives ``32-true``.
@@ -19,6 +19,7 @@ cannot share one measurement, ``auto_precision`` gives ``32-true``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -194,7 +195,8 @@ def _write_cache(key: str, ratio: float) -> None:
 
 
 def _timing_key(net: nn.Module, example: Tensor, candidate: str) -> str:
-    """What a measured ratio depends on: the host, its hardware and torch, the network, the input, the threads."""
+    """What a measured ratio depends on: the host, its hardware and torch, the network and its layers, the input, the
+    threads."""
     device = example.device
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_capability()
     parts = {
@@ -204,6 +206,8 @@ def _timing_key(net: nn.Module, example: Tensor, candidate: str) -> str:
         "threads": torch.get_num_threads(),
         "network": type(net).__name__,
         "parameters": sum(p.numel() for p in net.parameters()),
+        # the layers and their order: the same parameters in another order cost another time
+        "layers": hashlib.sha256(repr(net).encode()).hexdigest()[:16],
         "input": list(example.shape),
         "channels_last": example.is_contiguous(memory_format=torch.channels_last),
         "precision": candidate,
