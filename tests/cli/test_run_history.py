@@ -214,6 +214,24 @@ def test_wandb_gets_the_config_and_results_even_offline(
     assert (folder / "metrics.csv").is_file()
 
 
+def test_a_run_without_a_validation_split_keeps_its_last_weights_as_best_and_warns_of_nothing(
+    idx_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
+) -> None:
+    # as fast_fashionmnist trains: a fixed length, every training image trained on, nothing held out
+    folder, _ = fit(idx_root, tmp_path / "runs", capsys, "--data.init_args.val_size", "0",
+                    "--trainer.max_epochs", "2", "--trainer.logger", "false")  # fmt: skip
+    lightning = [str(w.message) for w in recwarn if "lightning" in w.filename]
+    assert not [m for m in lightning if "monitored key" in m or "Total length" in m], lightning
+    best = torch.load(folder / "best.ckpt", weights_only=True, map_location="cpu")
+    last = torch.load(folder / "last.ckpt", weights_only=True, map_location="cpu")
+    assert best["epoch"] == last["epoch"] == 1 and best["global_step"] == last["global_step"] > 0
+    assert best["state_dict"].keys() == last["state_dict"].keys()
+    assert all(torch.equal(best["state_dict"][k], last["state_dict"][k]) for k in best["state_dict"])
+    result = json.loads((folder / "metrics.json").read_text())
+    assert result["best_checkpoint"] == str(folder / "best.ckpt") and result["val"] == {}
+    assert "test_acc" in result["test"]
+
+
 def test_wandb_disabled_is_no_logger_to_send_files_to(idx_root: Path, tmp_path: Path) -> None:
     # in a process of its own: W&B reads WANDB_MODE once a process, and the other tests run offline
     runs = tmp_path / "runs"

@@ -56,6 +56,7 @@ from zoo.cli.runs import (
 )
 from zoo.cli.signals import StopOnSignal, answer_signals
 from zoo.cli.speed import speed_record
+from zoo.data import ZooDataModule
 from zoo.errors import WriteError, ZooError
 
 __all__ = ["FitCLI", "main"]
@@ -222,10 +223,10 @@ class FitCLI(ZooCLI):
         self.resolved_config = yaml.safe_dump(dumped, sort_keys=False)
         task = self.model
         callbacks: list[Callback] = [
-            ModelCheckpoint(
+            ModelCheckpoint(  # without a validation split, the best weights are the last
                 dirpath=self.run_dir,
                 filename="best",
-                monitor=task.monitor,
+                monitor=task.monitor if self._validates() else None,
                 mode=task.mode,
                 save_top_k=1,
                 enable_version_counter=False,
@@ -243,8 +244,16 @@ class FitCLI(ZooCLI):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
         return callbacks
 
+    def _validates(self) -> bool:
+        """Whether the run's data holds out a validation split (:attr:`zoo.data.ZooDataModule.validates`)."""
+        data = self.datamodule  # one of the user's own that is not a ZooDataModule is taken to validate
+        return not isinstance(data, ZooDataModule) or data.validates
+
     def before_fit(self) -> None:
-        """Write ``config.yaml`` for a new run; for a resume asked to change it, record and print the changes."""
+        """Write ``config.yaml`` for a new run; for a resume asked to change it, record and print the changes. Data
+        without a validation split is not validated (Lightning would look for its batches and warn)."""
+        if not self._validates():
+            self.trainer.limit_val_batches = 0
         config_file, then = self.run_dir / RUN_CONFIG, "free some space, then run the command again"
         if self.trainer.is_global_zero and not is_child_rank():
             if self.changes:

@@ -108,6 +108,12 @@ class ZooDataModule(L.LightningDataModule):
         """``(C, H, W)`` of the batches' images once known (for the model summary), else None."""
         return None
 
+    @property
+    def validates(self) -> bool:
+        """Whether the data holds out a validation split; False where it is asked for none (``val_size=0``), which a
+        fixed-length run does: its best checkpoint is then its last weights."""
+        return True
+
     def split_sizes(self) -> dict[str, int]:
         """Samples in each split ``setup`` made (``train``, ``val``, ``test``), for :meth:`describe`."""
         return {

@@ -207,7 +207,8 @@ class InMemoryDataModule(ZooDataModule):
         batch_size: samples per batch per device (the global batch is ``batch_size * world_size``).
         eval_batch_size: samples per batch for validation and test; defaults to ``batch_size``.
         val_size: images held out of the training split for validation, as a count (``5000``) or a
-            fraction (``0.1``); chosen by a permutation seeded with ``seed``.
+            fraction (``0.1``); chosen by a permutation seeded with ``seed``. 0: none, and ``zoo fit`` keeps
+            the last weights as its best checkpoint.
         seed: seeds the split, the epoch permutations and the augmentation.
         pad: training augmentation: random translation by up to ``pad`` pixels (0 disables it).
         flip: training augmentation: random horizontal flips.
@@ -278,6 +279,11 @@ class InMemoryDataModule(ZooDataModule):
             return None
         channels, height, width = self.splits["train"][0].shape[1:]
         return channels, height, width
+
+    @property
+    def validates(self) -> bool:
+        """False with ``val_size=0``: every training image is trained on, and nothing is held out to validate."""
+        return self.val_size != 0
 
     def split_sizes(self) -> dict[str, int]:
         """Images in the training, validation and test splits ``setup`` made."""
