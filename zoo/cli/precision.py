@@ -11,10 +11,10 @@ on this host, and ``32-true`` elsewhere:
   step takes at most :data:`FASTER` of the float32 step's time.
 
 A measurement is cached per host, network (its class, size and layers), input and thread count in
-``$ZOO_CACHE_DIR/speed.json`` (default ``~/.cache/zoo``); delete the file to measure again. ``--trainer.precision`` given on the command line is always
-obeyed. The choice is said in one line on stderr and recorded in ``metrics.json``. Under Lightning's own
-multi-process launch the other ranks take rank zero's choice; where torchrun or SLURM starts every process, which
-cannot share one measurement, ``auto_precision`` gives ``32-true``.
+``$ZOO_CACHE_DIR/speed.json`` (default ``~/.cache/zoo``); delete the file to measure again. ``--trainer.precision``
+given on the command line is always obeyed. The choice is said in one line on stderr and recorded in
+``metrics.json``. Under Lightning's own multi-process launch the other ranks take rank zero's choice; where torchrun
+or SLURM starts every process, which cannot share one measurement, ``auto_precision`` gives ``32-true``.
 """
 
 from __future__ import annotations
