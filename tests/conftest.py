@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import struct
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +42,17 @@ def load_benchmark(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Wait for a process started with its outputs piped; what ``subprocess.run`` would have returned. One that
+    outlives ``timeout`` is killed, and the timeout raised."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def write_idx(path: Path, array: np.ndarray, *, compress: bool = True) -> Path:

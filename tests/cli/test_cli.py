@@ -22,6 +22,7 @@ import yaml
 from conftest import (
     REPO,
     detection_recipe_args,
+    finish,
     make_cifar10,
     make_cifar100,
     make_colour_folders,
@@ -104,15 +105,6 @@ def start_zoo(
         [sys.executable, "-m", f"zoo.{command}", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=full_env, cwd=TESTS.parent, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-
-
-def finish(process: subprocess.Popen[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def run_here(command: str, *args: str) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, finish
 
 from zoo.cli import main
 from zoo.cli.app import COMMANDS
@@ -75,15 +75,11 @@ def side_by_side(*commands: list[str]) -> list[subprocess.CompletedProcess]:
     """``python COMMAND`` for each of the commands, all started at once: each spends seconds importing."""
     processes = [subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, cwd=REPO) for command in commands]  # fmt: skip
-    done = []
     try:
-        for process in processes:
-            out, err = process.communicate(timeout=60)
-            done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+        return [finish(process, timeout=60) for process in processes]
     finally:
         for process in processes:
             process.kill()  # none is left running, whatever happened (nothing is sent to one that has ended)
-    return done
 
 
 def test_a_command_leaves_its_objects_out_of_pythons_last_collection() -> None:
