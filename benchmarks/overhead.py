@@ -253,6 +253,20 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic", action="store_true", help="random images instead of Fashion-MNIST")
 
 
+def step_parser(description: str | None, *, rounds: int, rounds_help: str) -> argparse.ArgumentParser:
+    """The options of the benchmarks that time the steps of a few hundred: ``--model``, ``--batch_size``,
+    ``--steps`` (400), ``--rounds`` (``rounds`` by default) and the data's."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="lenet5", help="a registered model taking 28x28x1 images")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=400, help="optimiser steps per fit")
+    parser.add_argument("--rounds", type=int, default=rounds, help=rounds_help)
+    add_data_arguments(parser)
+    return parser
+
+
 def training_data(args: argparse.Namespace) -> FashionMNISTDataModule:
     """The Fashion-MNIST training images (or random ones with ``--synthetic``) in batches of ``--batch_size``, set
     up; Lightning's warnings about the loader's workers and the step limit silenced."""

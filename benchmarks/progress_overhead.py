@@ -23,7 +23,6 @@ round and the medians: each arm's time a step, and its ratio to the ``none`` arm
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
@@ -34,7 +33,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from overhead import MODEL_KWARGS, add_data_arguments, quartiles, training_data
+from overhead import MODEL_KWARGS, quartiles, step_parser, training_data
 
 from zoo.callbacks import TimedProgressBar
 from zoo.cli.environment import hardware
@@ -102,16 +101,7 @@ def timed_fit(arm: str, data: FashionMNISTDataModule, *, model: str, steps: int)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="lenet5", help="a registered model taking 28x28x1 images")
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=400, help="optimiser steps per fit")
-    parser.add_argument(
-        "--rounds", type=int, default=5, help="rounds of one fit of each arm, in alternating order"
-    )
-    add_data_arguments(parser)
+    parser = step_parser(__doc__, rounds=5, rounds_help="rounds of one fit of each arm, in alternating order")
     args = parser.parse_args()
     data = training_data(args)
     print(f"{args.model}, batch {args.batch_size}, {args.steps} steps a fit")

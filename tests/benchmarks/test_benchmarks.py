@@ -1,4 +1,5 @@
-"""The overhead benchmark's timing machinery: the same batches in every arm, and one plain step per Trainer step."""
+"""The overhead benchmarks' timing machinery: the same batches in every arm, one plain step per Trainer step, and
+every phase of a Trainer step timed."""
 
 from __future__ import annotations
 
@@ -63,6 +64,43 @@ def test_overhead_runs_end_to_end_on_synthetic_data(
     assert out.count("round ") == 4  # two rounds of whole fits, two of steps
     for line in ("zoo/plain:", "lightning/plain:", "zoo/lightning:"):
         assert line in out
+
+
+@pytest.fixture()
+def step_phases(overhead: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.setitem(sys.modules, "overhead", overhead)  # it imports overhead.py's pieces
+    return load_benchmark("step_phases")
+
+
+def test_phase_clock_times_every_phase_of_every_step(overhead: ModuleType, step_phases: ModuleType) -> None:
+    images, labels = tiny_set()
+    stepper = step_phases.TimedPlainStepper(images, labels, model="lenet5", batch_size=16, steps=8, lr=1e-3)
+    clock = step_phases.PhaseClock(stepper)
+    overhead.lightning_fit(images, labels, model="lenet5", batch_size=16, steps=8, lr=1e-3, callbacks=[clock])
+    for (
+        phase
+    ) in step_phases.PHASES:  # between batches: from the first batch's end to the second's start, and on
+        assert len(clock.times[phase]) == (7 if phase == "between batches" else 8), phase
+        assert min(clock.times[phase]) > 0, phase
+    assert {len(times) for times in stepper.times.values()} == {8}  # one plain step before each Trainer step
+    measured = clock.milliseconds()
+    assert set(measured["trainer"]) == set(step_phases.PHASES) == set(measured["plain"])
+    # the plain step has no phase of its own between the loss and the backward pass, or before its forward
+    assert measured["plain"]["loss to backward"] == measured["plain"]["before forward"] == 0
+
+
+def test_step_phases_prints_a_row_a_phase_on_synthetic_data(
+    step_phases: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["step_phases.py", "--synthetic", "--steps", "8", "--rounds", "1"])
+    step_phases.main()
+    out = capsys.readouterr().out
+    for phase in step_phases.PHASES:
+        assert re.search(rf"\| {re.escape(phase)} \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|", out), phase
+    assert re.search(r"Lightning alone [0-9.]+, zoo [0-9.]+", out) and "CPU capability" in out
+    monkeypatch.setattr(sys, "argv", ["step_phases.py", "--synthetic", "--steps", "6"])
+    with pytest.raises(SystemExit, match="--steps must be more than 6"):
+        step_phases.main()
 
 
 def test_progress_overhead_times_every_arm_on_synthetic_data(
