@@ -77,9 +77,8 @@ def test_phase_clock_times_every_phase_of_every_step(overhead: ModuleType, step_
     stepper = step_phases.TimedPlainStepper(images, labels, model="lenet5", batch_size=16, steps=8, lr=1e-3)
     clock = step_phases.PhaseClock(stepper)
     overhead.lightning_fit(images, labels, model="lenet5", batch_size=16, steps=8, lr=1e-3, callbacks=[clock])
-    for (
-        phase
-    ) in step_phases.PHASES:  # between batches: from the first batch's end to the second's start, and on
+    # "between batches" runs from the first batch's end to the second's start, and on: one fewer than the steps
+    for phase in step_phases.PHASES:
         assert len(clock.times[phase]) == (7 if phase == "between batches" else 8), phase
         assert min(clock.times[phase]) > 0, phase
     assert {len(times) for times in stepper.times.values()} == {8}  # one plain step before each Trainer step
