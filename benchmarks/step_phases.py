@@ -40,6 +40,7 @@ from overhead import (
     PlainStepper,
     lightning_fit,
     step_parser,
+    torch_alone,
     training_data,
     zoo_fit,
 )
@@ -124,7 +125,8 @@ class PhaseClock(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self._lap("between batches")
-        self.plain_step()
+        with torch_alone():
+            self.plain_step()
         self._mark = time.perf_counter()
 
     def on_before_backward(

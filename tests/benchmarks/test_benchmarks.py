@@ -3,6 +3,7 @@ every phase of a Trainer step timed."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 import rich
 import torch
 from conftest import load_benchmark
+
+from zoo.tasks.cuda_probe import PROBE_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +56,44 @@ def test_interleaved_pairs_every_trainer_step_with_a_plain_step(overhead: Module
     assert len(clock.plain_times) == len(clock.trainer_times) == 5
     assert all(t > 0 for t in clock.plain_times + clock.trainer_times)
     assert next(stepper.batches, None) is None  # the plain arm took exactly as many steps as the Trainer
+
+
+def test_plain_steps_run_without_the_probe_setting_lightning_adds(
+    overhead: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plain arm stands for a script that imports torch alone; the Trainer's arm keeps Lightning's setting."""
+    monkeypatch.setenv(PROBE_VARIABLE, "1")
+    images, labels = tiny_set()
+    seen: list[str | None] = []
+
+    class Recording(overhead.PlainStepper):  # type: ignore[name-defined,misc]
+        def __call__(self) -> bool:
+            seen.append(os.environ.get(PROBE_VARIABLE))
+            return bool(super().__call__())
+
+    clock = overhead.Interleaved(Recording(images, labels, model="lenet5", batch_size=16, steps=3, lr=1e-3))
+    overhead.lightning_fit(images, labels, model="lenet5", batch_size=16, steps=3, lr=1e-3, callbacks=[clock])
+    assert seen == [None, None, None]
+    assert os.environ[PROBE_VARIABLE] == "1"
+
+
+def test_cuda_probe_pairs_the_settings_and_puts_the_variable_back(
+    overhead: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(PROBE_VARIABLE, "1")
+    monkeypatch.setitem(sys.modules, "overhead", overhead)  # it imports overhead.py's pieces
+    module = load_benchmark("cuda_probe")
+    module.main(["--models", "lenet5", "--steps", "2", "--rounds", "2"])
+    out = capsys.readouterr().out
+    assert re.search(r"CPU capability \w+", out)
+    rounds = re.findall(r"lenet5 round \d: probe on [\d.]+ ms, off [\d.]+ ms a step; on/off [\d.]+", out)
+    assert len(rounds) == 2
+    assert re.search(r"lenet5: on/off [\d.]+ \([\d.]+-[\d.]+\); the probe costs -?[\d.]+ ms a step", out)
+    assert os.environ[PROBE_VARIABLE] == "1"
+    with pytest.raises(SystemExit) as refused:
+        module.main(["--steps", "0"])
+    assert refused.value.code == 2
+    assert "--steps and --rounds must be at least 1" in capsys.readouterr().err
 
 
 def test_overhead_runs_end_to_end_on_synthetic_data(

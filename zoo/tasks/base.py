@@ -28,6 +28,7 @@ from zoo.data.base import TaskKind, ZooDataModule
 from zoo.data.photos import DATA_RECORD, data_record
 from zoo.errors import DataError, ZooError
 from zoo.models import create_model
+from zoo.tasks.cuda_probe import restore_probe, skip_failing_probe
 from zoo.tasks.outputs import detached
 from zoo.tasks.step_checks import NonFiniteLossError, StepChecks, StepPosition
 
@@ -102,6 +103,8 @@ class BaseTask(L.LightningModule):
     metric_bytes: ClassVar[int] = 256 * 2**20
     #: the data record of the checkpoint this task was loaded from, kept when it is saved with no DataModule
     _data_record: dict[str, Any] | None = None
+    #: the CUDA probe's setting a fit replaced (:meth:`on_fit_start`), put back when it ends
+    _probe_before: str | None = None
 
     def __init__(self, ignore: list[str] | None = None) -> None:
         super().__init__()
@@ -299,6 +302,16 @@ class BaseTask(L.LightningModule):
     def configure_optimizers(self) -> Any:
         """Adam at 1e-3, used when no recipe gives ``optimizer:`` (recipes replace this method)."""
         return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    def on_fit_start(self) -> None:
+        """Skip, for the fit, torch's NVML probe on each optimiser step where it can only fail: on a host without
+        NVIDIA's driver it costs as much as the rest of Lightning's loop (:mod:`zoo.tasks.cuda_probe`)."""
+        self._probe_before = skip_failing_probe()
+
+    def on_fit_end(self) -> None:
+        """Put torch's CUDA probe back as the fit found it."""
+        restore_probe(self._probe_before)
+        self._probe_before = None
 
     def on_train_start(self) -> None:
         """Tell run-length schedules (:mod:`zoo.tasks.schedules`) how many optimiser steps the run has."""
