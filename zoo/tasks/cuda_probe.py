@@ -4,14 +4,15 @@ Importing Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1``, so that asking whe
 initialise CUDA before processes fork. With it set, and until CUDA is initialised, each
 ``torch.cuda.is_available()`` tries to load NVML (``libnvidia-ml.so.1``), and every step of Adam, AdamW, RMSprop and
 torch's other optimisers that can be captured in a CUDA graph asks (``_accelerator_graph_capture_health_check``;
-SGD does not). On a host without NVIDIA's driver running torch's CUDA
-build (PyPI's default on Linux), the load fails each time and torch falls back to the CUDA runtime's own device
-count, the answer it gives when the variable is unset. The failed load cost 0.4-0.6 ms a step on a 2-core CPU
-(``benchmarks/cuda_probe.py``): as much as the rest of Lightning's loop.
+SGD does not). On a host without NVIDIA's driver running torch's CUDA build (PyPI's default on Linux), the load
+fails each time and torch falls back to the CUDA runtime's own device count, the answer it gives when the variable
+is unset. The failed load cost 0.54-0.58 ms a step on 2 cores of an AMD EPYC (``benchmarks/cuda_probe.py``), a
+LeNet-5 step 7.6% longer.
 
 :func:`skip_failing_probe` turns the NVML probe off for a fit when the library cannot be loaded, so the answer stays
-the same and only the failed load goes; :func:`restore_probe` puts the variable back. Where NVML loads (a host
-with NVIDIA's driver) nothing changes: there the probe keeps forks safe.
+the same and only the failed load goes; :func:`restore_probe` puts the variable back when the fit ends (a fit that
+fails leaves it off, which gives the same answers). Where NVML loads (a host with NVIDIA's driver) nothing changes:
+there the probe keeps forks safe.
 """
 
 from __future__ import annotations
