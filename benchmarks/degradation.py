@@ -4,6 +4,7 @@
     python benchmarks/degradation.py --epochs 5 --output docs/degradation.png
     python benchmarks/degradation.py --nets plain20 plain56 --epochs 1
     python benchmarks/degradation.py --from_json docs/degradation.json --output curves.png   # redraw, no training
+    python benchmarks/degradation.py --from_json plain.json resnets.json --output all.png     # two runs in one chart
 
 Each network trains through ``python -m zoo.fit`` with its ``<net>_fashionmnist`` recipe, as shipped: the four
 recipes share everything but the network (He et al.'s optimiser: SGD 0.1, momentum 0.9, weight decay 1e-4, batch
@@ -19,6 +20,8 @@ Prints a table (final training error over the last epoch, best validation error,
 draws the training-error curves, with the validation errors as points, to a PNG (``--output``) and an SVG beside
 it (``charts.py``). The numbers behind them, every step's count of errors and every validation error with each
 run's ``metrics.json``, are stored as JSON beside the chart, so ``--from_json`` can print and draw them again.
+Given the JSON of several runs of the same length (the plain nets in one run, the residual ones in another), it
+draws them in one chart and stores their numbers, together, beside it.
 """
 
 from __future__ import annotations
@@ -167,6 +170,24 @@ def measure(nets: list[str], epochs: int, data_root: str | None) -> dict[str, di
     return results
 
 
+def merged(runs: list[dict[str, Any]], paths: list[Path]) -> dict[str, Any]:
+    """The stored numbers of several runs as those of one: the networks of all, in :data:`NETS`' order. The runs
+    must have trained for the same epochs and be drawn with the same window, and no network may appear twice; a
+    value the runs do not share (their dates, say) is kept as the list of each run's, in the order given."""
+    for key in ("epochs", "window"):
+        if len({run[key] for run in runs}) > 1:
+            found = ", ".join(f"{path}: {run[key]}" for path, run in zip(paths, runs, strict=True))
+            raise SystemExit(f"the runs differ in {key} ({found}); one chart takes runs of one length")
+    nets = [net for run in runs for net in run["results"]]
+    if twice := sorted({net for net in nets if nets.count(net) > 1}):
+        raise SystemExit(f"{', '.join(twice)} appear(s) in more than one of the runs given")
+    results = {net: run["results"][net] for net in NETS for run in runs if net in run["results"]}
+    about = {key: [run.get(key) for run in runs] for key in runs[0] if key != "results"}
+    # what every run shares once; where they differ (the date, say), each run's value in the order given
+    shared = {key: values[0] if len(set(map(str, values))) == 1 else values for key, values in about.items()}
+    return {**shared, "results": results}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -186,17 +207,24 @@ def main() -> None:
         "--data_root", default=None, help="Fashion-MNIST's folder (default: the usual search)"
     )
     parser.add_argument(
-        "--from_json", type=Path, default=None, help="print and draw the numbers a run stored; no training"
+        "--from_json",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print and draw the numbers one or more runs stored (of the same epochs and window); no training",
     )
     args = parser.parse_args()
     written = [args.output, args.output.with_suffix(".svg")]
-    if args.from_json is None:
+    if args.from_json is None or len(args.from_json) > 1:
         written.append(args.output.with_suffix(".json"))
     if taken := [str(path) for path in written if path.exists()]:
         raise SystemExit(f"{', '.join(taken)} exist(s); choose another --output (nothing is overwritten)")
     if args.from_json is not None:
-        stored = json.loads(args.from_json.read_text())
+        stored = merged([json.loads(path.read_text()) for path in args.from_json], args.from_json)
         epochs, window, results = stored["epochs"], stored["window"], stored["results"]
+        if len(args.from_json) > 1:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.with_suffix(".json").write_text(json.dumps(stored) + "\n")
     else:
         epochs, window, results = args.epochs, args.window, measure(args.nets, args.epochs, args.data_root)
         args.output.parent.mkdir(parents=True, exist_ok=True)

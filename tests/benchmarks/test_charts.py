@@ -138,6 +138,44 @@ def test_degradation_redraws_its_chart_from_the_stored_numbers(
     assert not (tmp_path / "c.json").exists()  # the numbers stay where they are stored
 
 
+def test_degradation_draws_two_runs_in_one_chart_and_stores_their_numbers_together(
+    scripts: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    degradation = load("degradation")
+    made = degradation_results()
+    residual = {"resnet56": made["plain56"], "resnet20": made["plain20"]}
+    runs = {"plain": ({"plain56": made["plain56"], "plain20": made["plain20"]}, "2026-12-01"),
+            "resnets": (residual, "2026-12-02")}  # fmt: skip
+    for name, (results, date) in runs.items():
+        stored = {"epochs": 1, "window": 2, "date": date, "results": results}
+        (tmp_path / f"{name}.json").write_text(json.dumps(stored))
+
+    def draw(*names: str, output: str) -> None:
+        argv = ["degradation.py", "--from_json", *(str(tmp_path / f"{n}.json") for n in names)]
+        monkeypatch.setattr(sys, "argv", [*argv, "--output", str(tmp_path / output)])
+        degradation.main()
+
+    draw("plain", "resnets", output="all.png")
+    rows = [line.split(" | ")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    # the networks in the usual order, whatever the runs' own
+    assert rows[1:] == ["| plain20", "| plain56", "| resnet20", "| resnet56"]
+    together = json.loads((tmp_path / "all.json").read_text())
+    assert list(together["results"]) == ["plain20", "plain56", "resnet20", "resnet56"]
+    assert together["results"]["resnet56"] == made["plain56"]
+    assert (together["epochs"], together["window"], together["date"]) == (1, 2, ["2026-12-01", "2026-12-02"])
+    assert "resnet56, training" in svg_text(tmp_path / "all.svg")
+
+    with pytest.raises(SystemExit, match="exist"):  # nothing is overwritten
+        draw("plain", "resnets", output="all.png")
+    with pytest.raises(SystemExit, match="more than one of the runs"):
+        draw("plain", "plain", output="twice.png")
+    longer = json.loads((tmp_path / "resnets.json").read_text()) | {"epochs": 2}
+    (tmp_path / "resnets.json").write_text(json.dumps(longer))
+    with pytest.raises(SystemExit, match="differ in epochs"):
+        draw("plain", "resnets", output="mixed.png")
+    assert not (tmp_path / "mixed.json").exists() and not (tmp_path / "twice.json").exists()
+
+
 def test_time_to_accuracy_redraws_every_run_and_the_targets_from_the_stored_numbers(
     scripts: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
