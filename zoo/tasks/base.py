@@ -305,7 +305,7 @@ class BaseTask(L.LightningModule):
 
     def on_fit_start(self) -> None:
         """Skip, for the fit, torch's NVML probe on each optimiser step where it can only fail: on a host without
-        NVIDIA's driver it costs as much as the rest of Lightning's loop (:mod:`zoo.tasks.cuda_probe`)."""
+        NVIDIA's driver it cost an Adam step about half a millisecond (:mod:`zoo.tasks.cuda_probe`)."""
         self._probe_before = skip_failing_probe()
 
     def on_fit_end(self) -> None:
