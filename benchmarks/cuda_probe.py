@@ -14,16 +14,15 @@ round, the mean step of each and their ratio; then the median over rounds.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
 import torch
-from overhead import PlainStepper, quartiles
+from overhead import PlainStepper, probe_setting, quartiles
 
 from zoo.cli.environment import hardware
 from zoo.cli.speed import cpu_capability
-from zoo.tasks.cuda_probe import PROBE_VARIABLE, nvml_loads
+from zoo.tasks.cuda_probe import nvml_loads
 
 #: steps left out at the start of each round: lazy set-up and first calls
 WARM_UP = 10
@@ -40,20 +39,14 @@ def paired_steps(model: str, *, steps: int, batch_size: int, seed: int) -> dict[
         for setting in ("1", "0")
     }
     seconds = dict.fromkeys(steppers, 0.0)
-    before = os.environ.get(PROBE_VARIABLE)
-    try:
-        for step in range(total):
-            for setting in ("1", "0") if step % 2 else ("0", "1"):
-                os.environ[PROBE_VARIABLE] = setting
+    for step in range(total):
+        for setting in ("1", "0") if step % 2 else ("0", "1"):
+            with probe_setting(setting):
                 started = time.perf_counter()
                 steppers[setting]()
-                if step >= WARM_UP:
-                    seconds[setting] += time.perf_counter() - started
-    finally:
-        if before is None:
-            os.environ.pop(PROBE_VARIABLE, None)
-        else:
-            os.environ[PROBE_VARIABLE] = before
+                elapsed = time.perf_counter() - started
+            if step >= WARM_UP:
+                seconds[setting] += elapsed
     return {setting: total_seconds / steps for setting, total_seconds in seconds.items()}
 
 

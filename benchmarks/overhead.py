@@ -79,15 +79,24 @@ class SyntheticFashionMNIST(FashionMNISTDataModule):
 
 
 @contextlib.contextmanager
-def torch_alone() -> Iterator[None]:
-    """The environment of a script that imports torch alone, for the plain loop's steps: without the CUDA probe
-    setting that importing Lightning adds (``zoo/tasks/cuda_probe.py``)."""
+def probe_setting(value: str | None) -> Iterator[None]:
+    """Torch's CUDA probe variable (``zoo/tasks/cuda_probe.py``) at ``value`` for the block (None: unset), then as
+    it was."""
     before = os.environ.pop(PROBE_VARIABLE, None)
+    if value is not None:
+        os.environ[PROBE_VARIABLE] = value
     try:
         yield
     finally:
+        os.environ.pop(PROBE_VARIABLE, None)
         if before is not None:
             os.environ[PROBE_VARIABLE] = before
+
+
+def torch_alone() -> contextlib.AbstractContextManager[None]:
+    """The environment of a script that imports torch alone, for the plain loop's steps: without the CUDA probe
+    setting that importing Lightning adds."""
+    return probe_setting(None)
 
 
 def build(model: str, seed: int) -> nn.Module:
