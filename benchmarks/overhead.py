@@ -4,7 +4,7 @@
     python benchmarks/overhead.py --model convnet --rounds 5
     python benchmarks/overhead.py --synthetic                       # random images, no dataset needed
 
-Three arms train the same network (built from the registry with the same seed), on the same Fashion-MNIST
+The arms train the same network (built from the registry with the same seed), on the same Fashion-MNIST
 training images, normalised the same way, with the same batch size, optimiser (Adam) and number of steps; none
 augments, validates, checkpoints, logs to a file or shows a progress bar, as in Lightning's own parity benchmark.
 
@@ -17,19 +17,23 @@ augments, validates, checkpoints, logs to a file or shows a progress bar, as in 
 * ``zoo``: what a recipe runs: :class:`zoo.tasks.ClassificationTask` (its metrics and loss logging included)
   and :class:`zoo.data.FashionMNISTDataModule` (its in-memory loader: ``uint8`` on the device, normalised per
   batch) through ``lightning.Trainer.fit``.
+* ``floor`` (step by step only): :class:`FloorModule`, the ``lightning`` arm with the optimisation done by hand
+  (manual optimisation, the bare torch optimiser, ``loss.backward()``): what is left is Lightning's loop around
+  each batch, which a ``training_step(batch, batch_idx)`` trained by ``Trainer.fit`` cannot leave out. If
+  ``floor / plain`` is above a target, no such module, zoo's task or another, meets it on that machine.
 
 Two ways of timing them, both by default (``--mode``):
 
 * Whole fits: each round runs the three arms once, in an order that rotates from round to round, so drift in the
   machine's load falls on all alike, after one untimed warm-up of each. The time of an arm is the wall time of
   the whole fit (Trainer start-up included) with the dataset already read into memory.
-* Step by step: the ``lightning`` and ``zoo`` fits run with a callback that takes one plain-loop step (its own
+* Step by step: the ``lightning``, ``zoo`` and ``floor`` fits, in an order that rotates from round to round, run with a callback that takes one plain-loop step (its own
   network, optimiser and batches) just before each of the Trainer's steps, so every Trainer step is paired with
   a plain step taken a moment earlier on the same machine. The ratio of the summed times is the per-step cost,
   start-up left out; on a machine whose speed drifts (shared cores), its rounds agree far more closely.
 
-Prints each round and the median ratios zoo / plain, lightning / plain (Lightning's own loop) and zoo / lightning
-(what zoo adds to Lightning). Targets: zoo / lightning at most 1.01 on every network; zoo / plain at most 1.03 where
+Prints each round and the median ratios zoo / plain, lightning / plain (Lightning's own loop), floor / plain (step
+by step) and zoo / lightning (what zoo adds to Lightning). Targets: zoo / lightning at most 1.01 on every network; zoo / plain at most 1.03 where
 a plain step takes 10 ms or more (on shorter steps Lightning's own work around each batch, which zoo does not
 control, is a larger share). The progress bar and logging of a real ``zoo fit`` are timed by
 ``progress_overhead.py``.
@@ -221,11 +225,40 @@ class BareModule(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
-def quiet_trainer(steps: int, callbacks: list[L.Callback] | None = None) -> L.Trainer:
-    """A Trainer that stops after ``steps`` steps and does nothing else: no validation, checkpoint, logger or bar."""
+class FloorModule(BareModule):
+    """The plain loop's step with the optimisation done by hand, as the plain loop does it: manual optimisation and
+    the bare torch optimiser, so no closure, precision plug-in, gradient clipping or optimiser hooks of Lightning's.
+
+    What is left is Lightning's loop around each batch (fetching it, the batch hooks, the progress counters and the
+    logger connector), which every ``training_step(batch, batch_idx)`` trained by ``Trainer.fit`` goes through: the
+    least such a step costs there. Its optimiser steps are not counted in ``global_step``, so its fits stop at the
+    end of the batches.
+    """
+
+    def __init__(self, model: str, lr: float) -> None:
+        super().__init__(model, lr)
+        self.automatic_optimization = False
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """Cross-entropy of one batch, then backward, the optimiser's step and ``zero_grad``, as the plain loop."""
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        assert isinstance(optimizer, torch.optim.Optimizer)  # the one optimiser of configure_optimizers
+        loss = super().training_step(batch, batch_idx)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+
+def quiet_trainer(
+    steps: int, callbacks: list[L.Callback] | None = None, *, max_epochs: int | None = None
+) -> L.Trainer:
+    """A Trainer that stops after ``steps`` steps (or ``max_epochs`` epochs, for :class:`FloorModule`, whose steps
+    it does not count) and does nothing else: no validation, checkpoint, logger or bar."""
     return L.Trainer(
         callbacks=callbacks,
-        max_steps=steps,
+        max_steps=steps if max_epochs is None else -1,
+        max_epochs=max_epochs,
         accelerator="cpu",
         devices=1,
         logger=False,
@@ -246,12 +279,14 @@ def lightning_fit(
     steps: int,
     lr: float,
     callbacks: list[L.Callback] | None = None,
+    module_class: type[BareModule] = BareModule,
 ) -> float:
-    """Train :class:`BareModule` on the plain loop's batches through ``Trainer.fit``; the wall time."""
+    """Train ``module_class`` (:class:`BareModule`, or :class:`FloorModule` for the floor arm) on the plain loop's
+    ``steps`` batches, one epoch, through ``Trainer.fit``; the wall time."""
     started = time.perf_counter()
-    module = BareModule(model, lr)
+    module = module_class(model, lr)
     loader = PlainBatches(images, labels, batch_size=batch_size, steps=steps)
-    quiet_trainer(steps, callbacks).fit(module, train_dataloaders=loader)
+    quiet_trainer(steps, callbacks, max_epochs=1).fit(module, train_dataloaders=loader)
     return time.perf_counter() - started
 
 
@@ -351,13 +386,14 @@ def main() -> None:
         if arm == "plain":
             return plain_loop(images, train_labels, model=args.model, batch_size=args.batch_size, steps=steps,
                               lr=args.lr)  # fmt: skip
-        if arm == "lightning":
+        if arm in ("lightning", "floor"):
+            module_class = BareModule if arm == "lightning" else FloorModule
             return lightning_fit(images, train_labels, model=args.model, batch_size=args.batch_size, steps=steps,
-                                 lr=args.lr, callbacks=callbacks)  # fmt: skip
+                                 lr=args.lr, callbacks=callbacks, module_class=module_class)  # fmt: skip
         return zoo_fit(data, model=args.model, steps=steps, lr=args.lr, callbacks=callbacks)
 
     arms = ("plain", "lightning", "zoo")
-    for arm in arms:  # warm-up: allocator, thread pools and first-call costs left out of the rounds
+    for arm in arms + ("floor",) * (args.mode != "fits"):  # warm-up: allocator, thread pools, first calls
         fit(arm)
     if args.mode in ("fits", "both"):
         compare_fits(fit, arms, rounds=args.rounds, steps=steps)
@@ -404,23 +440,27 @@ def compare_fits(fit: Callable[[str], float], arms: tuple[str, ...], *, rounds: 
 
 
 def compare_steps(interleaved: Callable[[str], Interleaved], *, rounds: int) -> None:
-    """Fits of the Lightning and zoo arms with a plain step run before each of their steps; prints, per round, the
-    ratio of their summed step times to the plain steps' (the first step of each left out: lazy set-up)."""
+    """Fits of the Trainer's arms (Lightning alone, zoo, and Lightning's floor) with a plain step run before each of
+    their steps, in an order that rotates from round to round; prints, per round, the ratio of each arm's summed
+    step times to the plain steps' (the first step of each left out: lazy set-up)."""
     print("step by step (each Trainer step right after a plain step; start-up left out):")
-    ratios: dict[str, list[float]] = {"lightning": [], "zoo": []}
-    extra: dict[str, list[float]] = {"lightning": [], "zoo": []}
+    arms = ("lightning", "zoo", "floor")
+    orders = list(itertools.permutations(arms))
+    ratios: dict[str, list[float]] = {arm: [] for arm in arms}
+    extra: dict[str, list[float]] = {arm: [] for arm in arms}
     for round_ in range(rounds):
-        for arm in ("lightning", "zoo") if round_ % 2 == 0 else ("zoo", "lightning"):
+        for arm in orders[round_ % len(orders)]:
             clock = interleaved(arm)
             trainer_time, plain_time = sum(clock.trainer_times[1:]), sum(clock.plain_times[1:])
             ratios[arm].append(trainer_time / plain_time)
             extra[arm].append((trainer_time - plain_time) / (len(clock.plain_times) - 1) * 1e3)
-        print(f"  round {round_ + 1}: lightning/plain {ratios['lightning'][-1]:.4f}, "
-              f"zoo/plain {ratios['zoo'][-1]:.4f}", flush=True)  # fmt: skip
+        print(f"  round {round_ + 1}: " + ", ".join(f"{arm}/plain {ratios[arm][-1]:.4f}" for arm in arms),
+              flush=True)  # fmt: skip
     print(f"  median (quartiles) over {rounds} rounds:")
     for arm, what in (
         ("zoo", "target <= 1.03 for steps of 10 ms or more"),
         ("lightning", "Lightning's own loop"),
+        ("floor", "Lightning's loop with the step done by hand: what no training_step leaves out"),
     ):
         low, middle, high = quartiles(ratios[arm])
         print(f"    {arm}/plain: {middle:.4f} ({low:.4f}-{high:.4f}), {statistics.median(extra[arm]):+.3f} ms a step; "

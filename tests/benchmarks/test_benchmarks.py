@@ -58,6 +58,29 @@ def test_interleaved_pairs_every_trainer_step_with_a_plain_step(overhead: Module
     assert next(stepper.batches, None) is None  # the plain arm took exactly as many steps as the Trainer
 
 
+def test_floor_arm_does_the_plain_steps_work_through_the_trainer(overhead: ModuleType) -> None:
+    """The floor arm is the plain loop's step with Lightning's loop around it: the same batches, forward, backward,
+    Adam step and zero_grad, so the same weights after the same steps; and exactly as many steps, although
+    ``global_step`` does not count them."""
+    images, labels = tiny_set()
+    plain = overhead.PlainStepper(images, labels, model="lenet5", batch_size=16, steps=5, lr=1e-2)
+    clock = overhead.Interleaved(
+        overhead.PlainStepper(images, labels, model="lenet5", batch_size=16, steps=5, lr=1e-2)
+    )
+    floor = overhead.FloorModule("lenet5", 1e-2)
+    loader = overhead.PlainBatches(images, labels, batch_size=16, steps=5)
+    trainer = overhead.quiet_trainer(5, [clock], max_epochs=1)
+    trainer.fit(floor, train_dataloaders=loader)
+    while plain():
+        pass
+    assert len(clock.plain_times) == len(clock.trainer_times) == 5
+    assert (
+        trainer.global_step == 0
+    )  # manual optimisation with the bare optimiser: hence max_epochs, not max_steps
+    for ours, theirs in zip(floor.net.parameters(), plain.net.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+
+
 def test_plain_steps_run_without_the_probe_setting_lightning_adds(
     overhead: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,6 +128,10 @@ def test_overhead_runs_end_to_end_on_synthetic_data(
     assert out.count("round ") == 4  # two rounds of whole fits, two of steps
     for line in ("zoo/plain:", "lightning/plain:", "zoo/lightning:"):
         assert line in out
+    assert (
+        len(re.findall(r"round \d: lightning/plain [\d.]+, zoo/plain [\d.]+, floor/plain [\d.]+", out)) == 2
+    )
+    assert re.search(r"floor/plain: [\d.]+ \([\d.]+-[\d.]+\), [+-][\d.]+ ms a step", out)
 
 
 @pytest.fixture()
