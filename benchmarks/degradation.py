@@ -170,17 +170,34 @@ def measure(nets: list[str], epochs: int, data_root: str | None) -> dict[str, di
     return results
 
 
+def read_run(path: Path) -> dict[str, Any]:
+    """The numbers a run of this script stored beside its chart. A file that cannot be read, is not JSON or lacks
+    the run's ``epochs``, ``window`` or ``results`` raises ValueError, naming it."""
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{path}: not a stored run ({error})") from None
+    keys = ("epochs", "window", "results")
+    if missing := [key for key in keys if not isinstance(run, dict) or key not in run]:
+        raise ValueError(f"{path}: not a run stored by degradation.py (no {', '.join(missing)})")
+    return run
+
+
 def merged(runs: list[dict[str, Any]], paths: list[Path]) -> dict[str, Any]:
     """The stored numbers of several runs as those of one: the networks of all, in :data:`NETS`' order. The runs
     must have trained for the same epochs and be drawn with the same window, and no network may appear twice; a
-    value the runs do not share (their dates, say) is kept as the list of each run's, in the order given."""
+    value the runs do not share (their dates, say) is kept as the list of each run's, in the order given.
+
+    Raises:
+        ValueError: the runs differ in epochs or window, or a network appears in more than one.
+    """
     for key in ("epochs", "window"):
         if len({run[key] for run in runs}) > 1:
             found = ", ".join(f"{path}: {run[key]}" for path, run in zip(paths, runs, strict=True))
-            raise SystemExit(f"the runs differ in {key} ({found}); one chart takes runs of one length")
+            raise ValueError(f"the runs differ in {key} ({found}); one chart takes runs of one length")
     nets = [net for run in runs for net in run["results"]]
     if twice := sorted({net for net in nets if nets.count(net) > 1}):
-        raise SystemExit(f"{', '.join(twice)} appear(s) in more than one of the runs given")
+        raise ValueError(f"{', '.join(twice)} appear(s) in more than one of the runs given")
     results = {net: run["results"][net] for net in NETS for run in runs if net in run["results"]}
     about = {key: [run.get(key) for run in runs] for key in runs[0] if key != "results"}
     # what every run shares once; where they differ (the date, say), each run's value in the order given
@@ -218,9 +235,12 @@ def main() -> None:
     if args.from_json is None or len(args.from_json) > 1:
         written.append(args.output.with_suffix(".json"))
     if taken := [str(path) for path in written if path.exists()]:
-        raise SystemExit(f"{', '.join(taken)} exist(s); choose another --output (nothing is overwritten)")
+        parser.error(f"{', '.join(taken)} exist(s); choose another --output (nothing is overwritten)")
     if args.from_json is not None:
-        stored = merged([json.loads(path.read_text()) for path in args.from_json], args.from_json)
+        try:
+            stored = merged([read_run(path) for path in args.from_json], args.from_json)
+        except ValueError as error:
+            parser.error(str(error))
         epochs, window, results = stored["epochs"], stored["window"], stored["results"]
         if len(args.from_json) > 1:
             args.output.parent.mkdir(parents=True, exist_ok=True)

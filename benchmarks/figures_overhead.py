@@ -115,7 +115,7 @@ def main() -> None:
         entry for entry in recipe["trainer"].get("callbacks") or [] if entry["class_path"].startswith("zoo.")
     ]
     if not figure_entries:
-        raise SystemExit(f"{args.recipe} turns on no zoo figure callbacks")
+        parser.error(f"{args.recipe} turns on no zoo figure callbacks")
     data_entry = dict(recipe["data"])
     if args.data_root:
         data_entry["init_args"] = {**data_entry.get("init_args", {}), "root": args.data_root}

@@ -163,9 +163,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
     if args.steps <= SKIP + 1:
-        raise SystemExit(
-            f"--steps must be more than {SKIP + 1}: the first {SKIP} steps of each fit are left out"
-        )
+        parser.error(f"--steps must be more than {SKIP + 1}: the first {SKIP} steps of each fit are left out")
     data = training_data(args)
     train_images, train_labels = data.splits["train"]
     images = (train_images.float() / 255 - data.mean.view(1, -1, 1, 1)) / data.std.view(1, -1, 1, 1)

@@ -186,9 +186,14 @@ def main_benchmark() -> None:
     if args.output is not None and args.from_json is None:
         written.append(args.output.with_suffix(".json"))
     if taken := [str(path) for path in written if path.exists()]:
-        raise SystemExit(f"{', '.join(taken)} exist(s); choose another --output (nothing is overwritten)")
+        parser.error(f"{', '.join(taken)} exist(s); choose another --output (nothing is overwritten)")
     if args.from_json is not None:
-        results = json.loads(args.from_json.read_text())
+        try:
+            results = json.loads(args.from_json.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            parser.error(f"{args.from_json}: not a stored run ({error})")
+        if not isinstance(results, dict) or "runs" not in results:
+            parser.error(f"{args.from_json}: not runs stored by time_to_accuracy.py (no runs)")
     else:
         torch.set_num_threads(args.threads)
         capability = torch.backends.cpu.get_cpu_capability()

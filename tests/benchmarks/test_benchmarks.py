@@ -166,8 +166,10 @@ def test_step_phases_prints_a_row_a_phase_on_synthetic_data(
         assert re.search(rf"\| {re.escape(phase)} \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|", out), phase
     assert re.search(r"Lightning alone [0-9.]+, zoo [0-9.]+", out) and "CPU capability" in out
     monkeypatch.setattr(sys, "argv", ["step_phases.py", "--synthetic", "--steps", "6"])
-    with pytest.raises(SystemExit, match="--steps must be more than 6"):
+    with pytest.raises(SystemExit) as refused:
         step_phases.main()
+    assert refused.value.code == 2
+    assert "--steps must be more than 6" in capsys.readouterr().err
 
 
 def test_progress_overhead_times_every_arm_on_synthetic_data(
@@ -205,3 +207,14 @@ def test_exit_time_times_both_exits_in_alternating_order(
     medians = r"median over 2 rounds: Python's collection ([0-9.]+) s, frozen \(zoo\) ([0-9.]+) s"
     collected, frozen = map(float, re.findall(medians, out)[0])
     assert 0 < frozen < collected, out
+
+
+def test_figures_overhead_refuses_a_recipe_without_figure_callbacks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    figures_overhead = load_benchmark("figures_overhead")
+    monkeypatch.setattr(sys, "argv", ["figures_overhead.py", "--recipe", "fast_fashionmnist"])
+    with pytest.raises(SystemExit) as refused:
+        figures_overhead.main()
+    assert refused.value.code == 2
+    assert "fast_fashionmnist turns on no zoo figure callbacks" in capsys.readouterr().err

@@ -165,15 +165,49 @@ def test_degradation_draws_two_runs_in_one_chart_and_stores_their_numbers_togeth
     assert (together["epochs"], together["window"], together["date"]) == (1, 2, ["2026-12-01", "2026-12-02"])
     assert "resnet56, training" in svg_text(tmp_path / "all.svg")
 
-    with pytest.raises(SystemExit, match="exist"):  # nothing is overwritten
-        draw("plain", "resnets", output="all.png")
-    with pytest.raises(SystemExit, match="more than one of the runs"):
-        draw("plain", "plain", output="twice.png")
+    def refused(*names: str, output: str) -> str:
+        with pytest.raises(SystemExit) as refusal:
+            draw(*names, output=output)
+        assert refusal.value.code == 2
+        return capsys.readouterr().err.splitlines()[-1]
+
+    assert "exist" in refused("plain", "resnets", output="all.png")  # nothing is overwritten
+    assert "more than one of the runs" in refused("plain", "plain", output="twice.png")
     longer = json.loads((tmp_path / "resnets.json").read_text()) | {"epochs": 2}
     (tmp_path / "resnets.json").write_text(json.dumps(longer))
-    with pytest.raises(SystemExit, match="differ in epochs"):
-        draw("plain", "resnets", output="mixed.png")
+    assert "differ in epochs" in refused("plain", "resnets", output="mixed.png")
     assert not (tmp_path / "mixed.json").exists() and not (tmp_path / "twice.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "not a stored run"),  # no such file
+        ("{not json", "not a stored run"),
+        ('{"epochs": 1, "results": {}}', "no window"),
+        ("[1, 2]", "no epochs, window, results"),
+    ],
+)
+def test_degradation_refuses_a_file_that_is_not_a_stored_run_in_one_line(
+    scripts: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: str | None,
+    message: str,
+) -> None:
+    degradation = load("degradation")
+    stored = tmp_path / "run.json"
+    if content is not None:
+        stored.write_text(content)
+    argv = ["degradation.py", "--from_json", str(stored), "--output", str(tmp_path / "c.png")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as refused:
+        degradation.main()
+    assert refused.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]  # argparse's usage line, then this one
+    assert message in error and str(stored) in error
+    assert not (tmp_path / "c.png").exists()
 
 
 def test_time_to_accuracy_redraws_every_run_and_the_targets_from_the_stored_numbers(
@@ -207,3 +241,17 @@ def test_time_to_accuracy_redraws_every_run_and_the_targets_from_the_stored_numb
     (axes,) = figure.axes
     assert axes.get_xlim()[0] == 0 and axes.get_xlim()[1] >= 600
     assert 90 < axes.get_ylim()[0] <= 91.5 and axes.get_ylim()[1] >= 93.75  # fitted to the accuracies
+
+    drawn = (tmp_path / "t.png").read_bytes()
+    with pytest.raises(SystemExit) as refused:  # the chart exists: nothing is overwritten
+        time_to_accuracy.main_benchmark()
+    assert refused.value.code == 2
+    assert "exist(s); choose another --output" in capsys.readouterr().err
+    assert (tmp_path / "t.png").read_bytes() == drawn
+    for content, message in (("{not json", "not a stored run"), ('{"recipe": "fast"}', "no runs")):
+        stored.write_text(content)
+        monkeypatch.setattr(sys, "argv", [*argv[:-1], str(tmp_path / "again.png")])
+        with pytest.raises(SystemExit) as refused:
+            time_to_accuracy.main_benchmark()
+        assert refused.value.code == 2
+        assert message in capsys.readouterr().err.splitlines()[-1]
