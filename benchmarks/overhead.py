@@ -27,16 +27,17 @@ Two ways of timing them, both by default (``--mode``):
 * Whole fits: each round runs the three arms once, in an order that rotates from round to round, so drift in the
   machine's load falls on all alike, after one untimed warm-up of each. The time of an arm is the wall time of
   the whole fit (Trainer start-up included) with the dataset already read into memory.
-* Step by step: the ``lightning``, ``zoo`` and ``floor`` fits, in an order that rotates from round to round, run with a callback that takes one plain-loop step (its own
-  network, optimiser and batches) just before each of the Trainer's steps, so every Trainer step is paired with
-  a plain step taken a moment earlier on the same machine. The ratio of the summed times is the per-step cost,
+* Step by step: the ``lightning``, ``zoo`` and ``floor`` fits, in an order that rotates from round to round,
+  run with a callback that takes one plain-loop step (its own network, optimiser and batches) just before each
+  of the Trainer's steps, so every Trainer step is paired with a plain step taken a moment earlier on the same
+  machine. The ratio of the summed times is the per-step cost,
   start-up left out; on a machine whose speed drifts (shared cores), its rounds agree far more closely.
 
 Prints each round and the median ratios zoo / plain, lightning / plain (Lightning's own loop), floor / plain (step
-by step) and zoo / lightning (what zoo adds to Lightning). Targets: zoo / lightning at most 1.01 on every network; zoo / plain at most 1.03 where
-a plain step takes 10 ms or more (on shorter steps Lightning's own work around each batch, which zoo does not
-control, is a larger share). The progress bar and logging of a real ``zoo fit`` are timed by
-``progress_overhead.py``.
+by step) and zoo / lightning (what zoo adds to Lightning). Targets: zoo / lightning at most 1.01 on every network;
+zoo / plain at most 1.03 where a plain step takes 10 ms or more (on shorter steps Lightning's own work around each
+batch, which zoo does not control, is a larger share; ``floor / plain`` shows how large). The progress bar and
+logging of a real ``zoo fit`` are timed by ``progress_overhead.py``.
 """
 
 from __future__ import annotations
@@ -253,8 +254,9 @@ class FloorModule(BareModule):
 def quiet_trainer(
     steps: int, callbacks: list[L.Callback] | None = None, *, max_epochs: int | None = None
 ) -> L.Trainer:
-    """A Trainer that stops after ``steps`` steps (or ``max_epochs`` epochs, for :class:`FloorModule`, whose steps
-    it does not count) and does nothing else: no validation, checkpoint, logger or bar."""
+    """A Trainer that stops after ``steps`` optimiser steps, or, given ``max_epochs``, after that many epochs of
+    its batches (for :class:`FloorModule`, whose steps it does not count), and does nothing else: no validation,
+    checkpoint, logger or bar."""
     return L.Trainer(
         callbacks=callbacks,
         max_steps=steps if max_epochs is None else -1,
