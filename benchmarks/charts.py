@@ -11,10 +11,14 @@ their own folder.
     figure = line_chart([Series("plain20", steps, errors)], title="...", x_label="optimiser step (batches)",
                         y_label="training error (%)")
     save(figure, Path("docs/degradation.png"))       # docs/degradation.png and docs/degradation.svg
+
+The numbers behind a chart are stored as JSON beside it by each script; :func:`read_stored` reads them back for
+its ``--from_json``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +33,7 @@ from matplotlib.transforms import nonsingular
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
-__all__ = ["STYLE", "Series", "line_chart", "save"]
+__all__ = ["STYLE", "Series", "line_chart", "read_stored", "save"]
 
 #: matplotlib settings of every chart; the SVG ones keep text as text and make the file the same on every save
 STYLE: dict[RcKeyType, Any] = {
@@ -135,3 +139,24 @@ def save(figure: Figure, png: Path) -> tuple[Path, Path]:
         figure.savefig(png, format="png", metadata={"Software": None})
         figure.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
     return png, svg
+
+
+def read_stored(path: Path, keys: Sequence[str], script: str) -> dict[str, Any]:
+    """The numbers ``script`` stored as JSON beside its chart, read back to print and draw them again.
+
+    Args:
+        path: the JSON file.
+        keys: the keys every file ``script`` stores holds.
+        script: the script's file name, for the message.
+
+    Raises:
+        ValueError: the file cannot be read, is not JSON, or is not an object holding all of ``keys``; the message
+            names the file (and the keys it lacks).
+    """
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{path}: not a stored run ({error})") from None
+    if missing := [key for key in keys if not isinstance(stored, dict) or key not in stored]:
+        raise ValueError(f"{path}: not a run stored by {script} (no {', '.join(missing)})")
+    return stored

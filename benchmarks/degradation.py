@@ -38,7 +38,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from charts import Series, line_chart, save
+from charts import Series, line_chart, read_stored, save
 from matplotlib.figure import Figure
 
 from zoo.cli import main as zoo_main
@@ -170,19 +170,6 @@ def measure(nets: list[str], epochs: int, data_root: str | None) -> dict[str, di
     return results
 
 
-def read_run(path: Path) -> dict[str, Any]:
-    """The numbers a run of this script stored beside its chart. A file that cannot be read, is not JSON or lacks
-    the run's ``epochs``, ``window`` or ``results`` raises ValueError, naming it."""
-    try:
-        run = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"{path}: not a stored run ({error})") from None
-    keys = ("epochs", "window", "results")
-    if missing := [key for key in keys if not isinstance(run, dict) or key not in run]:
-        raise ValueError(f"{path}: not a run stored by degradation.py (no {', '.join(missing)})")
-    return run
-
-
 def merged(runs: list[dict[str, Any]], paths: list[Path]) -> dict[str, Any]:
     """The stored numbers of several runs as those of one: the networks of all, in :data:`NETS`' order. The runs
     must have trained for the same epochs and be drawn with the same window, and no network may appear twice; a
@@ -238,7 +225,11 @@ def main() -> None:
         parser.error(f"{', '.join(taken)} exist(s); choose another --output (nothing is overwritten)")
     if args.from_json is not None:
         try:
-            stored = merged([read_run(path) for path in args.from_json], args.from_json)
+            runs = [
+                read_stored(path, ("epochs", "window", "results"), "degradation.py")
+                for path in args.from_json
+            ]
+            stored = merged(runs, args.from_json)
         except ValueError as error:
             parser.error(str(error))
         epochs, window, results = stored["epochs"], stored["window"], stored["results"]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from charts import Series, line_chart, save
+from charts import Series, line_chart, read_stored, save
 from matplotlib.figure import Figure
 
 from zoo.cli import main
@@ -189,11 +189,9 @@ def main_benchmark() -> None:
         parser.error(f"{', '.join(taken)} exist(s); choose another --output (nothing is overwritten)")
     if args.from_json is not None:
         try:
-            results = json.loads(args.from_json.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            parser.error(f"{args.from_json}: not a stored run ({error})")
-        if not isinstance(results, dict) or "runs" not in results:
-            parser.error(f"{args.from_json}: not runs stored by time_to_accuracy.py (no runs)")
+            results = read_stored(args.from_json, ("runs",), "time_to_accuracy.py")
+        except ValueError as error:
+            parser.error(str(error))
     else:
         torch.set_num_threads(args.threads)
         capability = torch.backends.cpu.get_cpu_capability()

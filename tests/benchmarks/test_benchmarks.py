@@ -74,9 +74,8 @@ def test_floor_arm_does_the_plain_steps_work_through_the_trainer(overhead: Modul
     while plain():
         pass
     assert len(clock.plain_times) == len(clock.trainer_times) == 5
-    assert (
-        trainer.global_step == 0
-    )  # manual optimisation with the bare optimiser: hence max_epochs, not max_steps
+    # manual optimisation with the bare optimiser counts no steps: hence max_epochs, not max_steps
+    assert trainer.global_step == 0
     for ours, theirs in zip(floor.net.parameters(), plain.net.parameters(), strict=True):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
 
